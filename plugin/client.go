@@ -1,0 +1,314 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// MediaType is the Accept header the daemon sends on every plugin call.
+const MediaType = "application/vnd.docker.plugins.v1.2+json"
+
+// unixHost is the Host header the daemon uses for unix and npipe plugins.
+const unixHost = "plugin.moby.localhost"
+
+// maxUnixPath is the sun_path limit the daemon enforces.
+const maxUnixPath = 108
+
+// TLSOptions is the TLSConfig of a .json spec file, with go-connections'
+// JSON keys (the Go field names).
+type TLSOptions struct {
+	CAFile             string `json:"CAFile,omitempty"`
+	CertFile           string `json:"CertFile,omitempty"`
+	KeyFile            string `json:"KeyFile,omitempty"`
+	InsecureSkipVerify bool   `json:"InsecureSkipVerify,omitempty"`
+	ExclusiveRootPools bool   `json:"ExclusiveRootPools,omitempty"`
+	MinVersion         uint16 `json:"MinVersion,omitempty"`
+}
+
+// Backoff is the daemon's retry schedule for transport errors: sleep Base,
+// 2*Base, 4*Base, ... and give up once elapsed time plus the next sleep
+// would exceed Limit. With the daemon's values (1 s, 30 s) that is five
+// attempts within about 15 s. A zero Limit disables retries.
+type Backoff struct {
+	Base  time.Duration
+	Limit time.Duration
+}
+
+// DaemonBackoff is the schedule dockerd uses (pkg/plugins/client.go).
+var DaemonBackoff = Backoff{Base: time.Second, Limit: 30 * time.Second}
+
+func (b Backoff) next(retries int) time.Duration {
+	d := b.Base
+	for ; retries > 0 && d < b.Limit; retries-- {
+		d *= 2
+	}
+	return min(d, b.Limit)
+}
+
+// retry runs fn until it returns an error that is not a transport error, or
+// the schedule is used up, or ctx ends.
+func (b Backoff) retry(ctx context.Context, fn func() error) error {
+	start := time.Now()
+	for retries := 0; ; retries++ {
+		err := fn()
+		if err == nil || !IsTransport(err) || b.Limit <= 0 {
+			return err
+		}
+		wait := b.next(retries)
+		if time.Since(start)+wait >= b.Limit {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*clientConfig)
+
+type clientConfig struct {
+	tls     *TLSOptions
+	backoff Backoff
+	timeout time.Duration
+}
+
+// WithTLS sets the TLS options for https addresses.
+func WithTLS(o *TLSOptions) ClientOption { return func(c *clientConfig) { c.tls = o } }
+
+// WithBackoff replaces the daemon's retry schedule (tests shorten it;
+// Backoff{} disables retries).
+func WithBackoff(b Backoff) ClientOption { return func(c *clientConfig) { c.backoff = b } }
+
+// WithTimeout bounds each whole exchange, like a managed plugin's
+// `enable --timeout`. Legacy plugins get none from the daemon (the default).
+func WithTimeout(d time.Duration) ClientOption { return func(c *clientConfig) { c.timeout = d } }
+
+// Client calls a plugin the way dockerd does: POST /<Method>, Accept
+// v1.2+json, no Content-Type, JSON body or empty body for nil arguments,
+// retries on transport errors only.
+type Client struct {
+	addr    string
+	base    string // scheme://host, no path (the daemon drops any path)
+	host    string // Host header override
+	http    *http.Client
+	backoff Backoff
+}
+
+// NewClient returns a client for addr: unix:///path, tcp://host:port,
+// http://host:port or https://host:port.
+func NewClient(addr string, opts ...ClientOption) (*Client, error) {
+	cfg := clientConfig{backoff: DaemonBackoff}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return nil, fmt.Errorf("plugin address %q: %w", addr, err)
+	}
+	tr := &http.Transport{
+		MaxIdleConns:    6,
+		IdleConnTimeout: 30 * time.Second,
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	c := &Client{addr: addr, backoff: cfg.backoff}
+	switch u.Scheme {
+	case "unix":
+		path := u.Path
+		if u.Host != "" { // unix://relative/path
+			path = u.Host + u.Path
+		}
+		if len(path) >= maxUnixPath {
+			return nil, fmt.Errorf("unix socket path %q is too long", path)
+		}
+		tr.DisableCompression = true
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "unix", path)
+		}
+		c.base, c.host = "http://"+unixHost, unixHost
+	case "tcp", "http", "https":
+		if u.Host == "" {
+			return nil, fmt.Errorf("plugin address %q has no host", addr)
+		}
+		tr.Proxy = http.ProxyFromEnvironment
+		tr.DialContext = dialer.DialContext
+		scheme := "http"
+		if u.Scheme == "https" {
+			scheme = "https"
+			tc, err := clientTLS(cfg.tls)
+			if err != nil {
+				return nil, fmt.Errorf("plugin address %q: %w", addr, err)
+			}
+			tr.TLSClientConfig = tc
+		}
+		c.base = scheme + "://" + u.Host
+	default:
+		return nil, fmt.Errorf("plugin address %q: unsupported protocol %q", addr, u.Scheme)
+	}
+	c.http = &http.Client{Transport: tr, Timeout: cfg.timeout}
+	return c, nil
+}
+
+func clientTLS(o *TLSOptions) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o == nil {
+		return tc, nil
+	}
+	if o.MinVersion != 0 {
+		tc.MinVersion = o.MinVersion
+	}
+	tc.InsecureSkipVerify = o.InsecureSkipVerify
+	if o.CAFile != "" {
+		pool := x509.NewCertPool()
+		if !o.ExclusiveRootPools {
+			if sys, err := x509.SystemCertPool(); err == nil {
+				pool = sys
+			}
+		}
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", o.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if o.CertFile != "" || o.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Addr is the address the client talks to.
+func (c *Client) Addr() string { return c.addr }
+
+// Close drops idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// Call sends method (e.g. "VolumeDriver.Get") with args (nil: empty body)
+// and decodes a 200 answer into ret (nil: ignore the body). A non-200 answer
+// is a *StatusError and is never retried.
+func (c *Client) Call(ctx context.Context, method string, args, ret any) error {
+	body, err := c.CallRaw(ctx, method, args)
+	if err != nil {
+		return err
+	}
+	if ret == nil {
+		return nil
+	}
+	return DecodeResponse(method, body, ret)
+}
+
+// DecodeResponse decodes a 200 answer the way the daemon does: case-
+// insensitive keys, unknown keys ignored, an empty body is an error (G19).
+func DecodeResponse(method string, body []byte, ret any) error {
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(ret); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: empty response body", method)
+		}
+		return fmt.Errorf("%s: decode response: %w", method, err)
+	}
+	return nil
+}
+
+// CallRaw is Call without decoding: it returns the body of a 200 answer.
+func (c *Client) CallRaw(ctx context.Context, method string, args any) ([]byte, error) {
+	var payload []byte
+	if args != nil {
+		var buf bytes.Buffer
+		if err := json.NewEncoder(&buf).Encode(args); err != nil {
+			return nil, fmt.Errorf("%s: encode request: %w", method, err)
+		}
+		payload = buf.Bytes()
+	}
+	var out []byte
+	err := c.backoff.retry(ctx, func() error {
+		var err error
+		out, err = c.once(ctx, method, payload)
+		return err
+	})
+	return out, err
+}
+
+func (c *Client) once(ctx context.Context, method string, payload []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+method, bytes.NewReader(payload))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", method, err)
+	}
+	req.Header.Set("Accept", MediaType)
+	if c.host != "" {
+		req.Host = c.host
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: %w", method, err)
+		}
+		return nil, &transportError{fmt.Errorf("%s: %w", method, err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, &transportError{fmt.Errorf("%s: read response: %w", method, err)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &StatusError{Status: resp.StatusCode, Method: method, Msg: errorText(body)}
+	}
+	return body, nil
+}
+
+// errorText is the daemon's rule: the "Err" string of a JSON body, else the
+// raw body.
+func errorText(body []byte) string {
+	var e struct{ Err string }
+	if json.Unmarshal(body, &e) == nil && e.Err != "" {
+		return e.Err
+	}
+	return strings.TrimSpace(string(body))
+}
+
+// Manifest is the answer to Plugin.Activate.
+type Manifest struct {
+	Implements []string
+}
+
+// Activate performs the handshake.
+func (c *Client) Activate(ctx context.Context) (*Manifest, error) {
+	var m Manifest
+	if err := c.Call(ctx, "Plugin.Activate", nil, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Has reports whether the manifest lists kind, compared exactly and
+// case-sensitively as the daemon does (G20).
+func (m *Manifest) Has(kind string) bool {
+	for _, k := range m.Implements {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
