@@ -1,0 +1,354 @@
+package plugin
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxBodyBytes    = 16 << 20 // authz bodies reach 4 MiB before base64 (G14)
+	DefaultShutdownTimeout = 8 * time.Second
+)
+
+// Config says where and how a Server listens. Exactly one transport is used:
+// Listener if set (systemd socket activation), else TCPAddr if set, else
+// the unix socket SocketDir/Name.sock.
+type Config struct {
+	// Name is the plugin name users give to -d / --volume-driver.
+	Name string
+
+	// SocketDir holds NAME.sock; created if missing. Default DefaultSocketDir.
+	SocketDir string
+	// SocketGroup, a group name or numeric GID, owns the socket (mode 0660).
+	// Empty leaves the process's group (G16).
+	SocketGroup string
+
+	// TCPAddr (host:port) serves over TCP instead. It needs TLS, or
+	// Insecure for plain HTTP; a spec file SpecDir/NAME.json tells the daemon
+	// where to connect.
+	TCPAddr  string
+	TLS      *ServerTLS
+	Insecure bool
+	// SpecDir holds NAME.json for TCP. Default DefaultSpecDir.
+	SpecDir string
+
+	// Listener is an already-open listener (socket activation). The Server
+	// neither creates nor removes any file for it.
+	Listener net.Listener
+
+	Logger          *slog.Logger // default: discard
+	Metrics         *Metrics     // nil: no metrics
+	MaxBodyBytes    int64        // default DefaultMaxBodyBytes
+	ShutdownTimeout time.Duration
+}
+
+// ServerTLS is the TLS setup of a TCP server and what the daemon needs to
+// talk to it, which is written into the spec file.
+type ServerTLS struct {
+	CertFile, KeyFile string // the server's certificate
+	// ClientCAFile, when set, makes the server require client certificates
+	// signed by it.
+	ClientCAFile string
+	// DaemonCAFile verifies the server (spec CAFile); empty makes the daemon
+	// skip verification. DaemonCertFile/DaemonKeyFile are the client
+	// certificate the daemon presents (needed with ClientCAFile).
+	DaemonCAFile, DaemonCertFile, DaemonKeyFile string
+}
+
+// Server serves one or more plugin kinds under one plugin name.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	routes   map[string]*route
+	activate []byte
+	unknown  *route // metrics bucket for unknown methods
+
+	mu       sync.Mutex
+	ln       net.Listener
+	addr     string
+	cleanup  []func()
+	listened bool
+}
+
+type route struct {
+	name string
+	fn   Method
+	obs  *methodMetrics
+}
+
+// NewServer validates cfg and registers the kinds' methods.
+func NewServer(cfg Config, kinds ...Kind) (*Server, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("plugin server: no plugin name")
+	}
+	if err := validName(cfg.Name); err != nil {
+		return nil, err
+	}
+	if len(kinds) == 0 {
+		return nil, fmt.Errorf("plugin %s: serves no kind", cfg.Name)
+	}
+	if cfg.TCPAddr != "" && cfg.TLS == nil && !cfg.Insecure {
+		return nil, fmt.Errorf("plugin %s: TCP without TLS needs the explicit insecure option", cfg.Name)
+	}
+	if cfg.SocketDir == "" {
+		cfg.SocketDir = DefaultSocketDir
+	}
+	if cfg.SpecDir == "" {
+		cfg.SpecDir = DefaultSpecDir
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("plugin", cfg.Name), routes: map[string]*route{}}
+	var impl []string
+	for _, k := range kinds {
+		impl = append(impl, k.Implements())
+		for name, fn := range k.Methods() {
+			if _, dup := s.routes[name]; dup {
+				return nil, fmt.Errorf("plugin %s: method %s registered twice", cfg.Name, name)
+			}
+			s.routes[name] = &route{name: name, fn: fn, obs: cfg.Metrics.method(cfg.Name, name)}
+		}
+	}
+	var err error
+	if s.activate, err = json.Marshal(Manifest{Implements: impl}); err != nil {
+		return nil, err
+	}
+	s.routes["Plugin.Activate"] = &route{name: "Plugin.Activate", obs: cfg.Metrics.method(cfg.Name, "Plugin.Activate")}
+	s.unknown = &route{name: "unknown", obs: cfg.Metrics.method(cfg.Name, "unknown")}
+	return s, nil
+}
+
+func validName(name string) error {
+	if name == "." || name == ".." || filepath.Base(name) != name {
+		return fmt.Errorf("plugin name %q: must be a plain file name", name)
+	}
+	return nil
+}
+
+// Name is the plugin name.
+func (s *Server) Name() string { return s.cfg.Name }
+
+// Addr is the address the daemon reaches the plugin at, once listening.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Listen opens the listener and writes the files the daemon discovers the
+// plugin by. Serve calls it if it has not been called; calling it first lets
+// a caller know the plugin is reachable before serving starts.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listened {
+		return nil
+	}
+	var err error
+	switch {
+	case s.cfg.Listener != nil:
+		s.ln = s.cfg.Listener
+		s.addr = s.ln.Addr().Network() + "://" + s.ln.Addr().String()
+	case s.cfg.TCPAddr != "":
+		err = s.listenTCP()
+	default:
+		err = s.listenUnix()
+	}
+	if err != nil {
+		s.runCleanup()
+		return err
+	}
+	s.listened = true
+	return nil
+}
+
+func (s *Server) listenUnix() error {
+	if err := os.MkdirAll(s.cfg.SocketDir, 0o755); err != nil {
+		return fmt.Errorf("plugin %s: socket dir: %w", s.cfg.Name, err)
+	}
+	path := filepath.Join(s.cfg.SocketDir, s.cfg.Name+".sock")
+	if len(path) >= maxUnixPath {
+		return fmt.Errorf("plugin %s: unix socket path %q is too long", s.cfg.Name, path)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		// A socket someone answers on is a running plugin; one nobody
+		// answers on is left over from a crash and would stall the
+		// daemon for 15 s per scan (G3).
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("plugin %s is already running (socket %s answers)", s.cfg.Name, path)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("plugin %s: remove stale socket: %w", s.cfg.Name, err)
+		}
+		s.log.Info("removed stale socket", "path", path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("plugin %s: listen: %w", s.cfg.Name, err)
+	}
+	s.ln = ln
+	s.cleanup = append(s.cleanup, func() { os.Remove(path) })
+	if err := os.Chmod(path, 0o660); err != nil {
+		return fmt.Errorf("plugin %s: chmod socket: %w", s.cfg.Name, err)
+	}
+	if s.cfg.SocketGroup != "" {
+		gid, err := lookupGroup(s.cfg.SocketGroup)
+		if err != nil {
+			return fmt.Errorf("plugin %s: socket group: %w", s.cfg.Name, err)
+		}
+		if err := os.Chown(path, -1, gid); err != nil {
+			return fmt.Errorf("plugin %s: chown socket: %w", s.cfg.Name, err)
+		}
+	}
+	s.addr = "unix://" + path
+	return nil
+}
+
+func lookupGroup(g string) (int, error) {
+	if gid, err := strconv.Atoi(g); err == nil {
+		return gid, nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(grp.Gid)
+}
+
+func (s *Server) listenTCP() error {
+	var tc *tls.Config
+	if t := s.cfg.TLS; t != nil {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return fmt.Errorf("plugin %s: server certificate: %w", s.cfg.Name, err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if t.ClientCAFile != "" {
+			pem, err := os.ReadFile(t.ClientCAFile)
+			if err != nil {
+				return fmt.Errorf("plugin %s: client CA: %w", s.cfg.Name, err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("plugin %s: client CA %s holds no PEM certificate", s.cfg.Name, t.ClientCAFile)
+			}
+			tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+	}
+	ln, err := net.Listen("tcp", s.cfg.TCPAddr)
+	if err != nil {
+		return fmt.Errorf("plugin %s: listen: %w", s.cfg.Name, err)
+	}
+	s.ln = ln
+	hostport := ln.Addr().(*net.TCPAddr)
+	host := hostport.IP
+	if host.IsUnspecified() {
+		host = net.IPv4(127, 0, 0, 1)
+	}
+	spec := SpecFile{Name: s.cfg.Name}
+	dial := net.JoinHostPort(host.String(), strconv.Itoa(hostport.Port))
+	if tc != nil {
+		s.ln = tls.NewListener(ln, tc)
+		spec.Addr = "https://" + dial
+		t := s.cfg.TLS
+		spec.TLSConfig = &TLSOptions{CAFile: t.DaemonCAFile, CertFile: t.DaemonCertFile, KeyFile: t.DaemonKeyFile,
+			InsecureSkipVerify: t.DaemonCAFile == ""}
+	} else {
+		spec.Addr = "tcp://" + dial
+	}
+	s.addr = spec.Addr
+	if err := os.MkdirAll(s.cfg.SpecDir, 0o755); err != nil {
+		return fmt.Errorf("plugin %s: spec dir: %w", s.cfg.Name, err)
+	}
+	path := filepath.Join(s.cfg.SpecDir, s.cfg.Name+".json")
+	data, _ := json.MarshalIndent(spec, "", "  ")
+	if err := writeFileAtomic(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("plugin %s: write spec: %w", s.cfg.Name, err)
+	}
+	s.cleanup = append(s.cleanup, func() { os.Remove(path) })
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// runCleanup removes the files Listen made, in reverse order. mu is held.
+func (s *Server) runCleanup() {
+	for i := len(s.cleanup) - 1; i >= 0; i-- {
+		s.cleanup[i]()
+	}
+	s.cleanup = nil
+	if s.ln != nil && s.cfg.Listener == nil {
+		s.ln.Close()
+	}
+}
+
+// Serve serves until ctx is cancelled, then stops accepting, lets in-flight
+// calls finish for up to ShutdownTimeout (after which their contexts are
+// cancelled), and removes the socket or spec file.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	base, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCalls()
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 30 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.log.Info("serving", "addr", s.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(s.ln) }()
+	var err error
+	select {
+	case err = <-errc:
+		err = fmt.Errorf("plugin %s: serve: %w", s.cfg.Name, err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		if serr := hs.Shutdown(sctx); serr != nil {
+			s.log.Warn("in-flight calls did not finish in time; cancelling them", "timeout", s.cfg.ShutdownTimeout)
+			cancelCalls()
+			hs.Close()
+		}
+		cancel()
+	}
+	s.mu.Lock()
+	s.runCleanup()
+	s.mu.Unlock()
+	s.log.Info("stopped")
+	return err
+}
