@@ -249,6 +249,7 @@ func (r *Registry) Get(ctx context.Context, name, kind string, opts ...ClientOpt
 		return nil, err
 	}
 	if !m.Has(kind) {
+		//lint:ignore ST1005 the daemon's exact words, which users search for
 		return nil, fmt.Errorf("Plugin does not implement the requested driver: plugin=%q, requested implementation=%q", name, kind)
 	}
 	return c, nil

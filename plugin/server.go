@@ -315,6 +315,14 @@ func (s *Server) runCleanup() {
 	}
 }
 
+// Close releases what Listen made (listener, socket or spec file) when
+// Serve will not be called, e.g. because a sibling plugin failed to start.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runCleanup()
+}
+
 // Serve serves until ctx is cancelled, then stops accepting, lets in-flight
 // calls finish for up to ShutdownTimeout (after which their contexts are
 // cancelled), and removes the socket or spec file.

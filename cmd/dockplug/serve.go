@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/dockplug/dockplug/plugin"
+)
+
+// pluginDef is one plugin `dockplug serve` knows. cmd is the only place
+// that knows every driver; each def turns flags into Kinds.
+type pluginDef struct {
+	Name     string
+	Short    string
+	External bool                    // needs an outside service (etcd, S3): not served by default
+	Flags    func(fs *pflag.FlagSet) // its own flags, prefixed with its short name
+	Open     func(ctx context.Context, env *serveEnv) (kinds []plugin.Kind, close func() error, err error)
+}
+
+// catalogue is filled by the plugin_*.go files' init functions.
+var catalogue []*pluginDef
+
+func register(d *pluginDef) { catalogue = append(catalogue, d) }
+
+// serveEnv is what a plugin gets from the common flags.
+type serveEnv struct {
+	StateDir string // this plugin's own directory under --state-dir
+	Logger   *slog.Logger
+}
+
+type serveOptions struct {
+	config      string
+	stateDir    string
+	socketDir   string
+	specDir     string
+	socketGroup string
+	metricsAddr string
+	logLevel    string
+	logFormat   string
+
+	tcpAddr       string
+	insecure      bool
+	tlsCert       string
+	tlsKey        string
+	tlsClientCA   string
+	tlsDaemonCA   string
+	tlsDaemonCert string
+	tlsDaemonKey  string
+}
+
+func newServeCmd() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve [PLUGIN...]",
+		Short: "Serve dockplug plugins to the Docker daemon",
+		Long: `Serve one or more plugins from one process, each under its own name and
+socket (<socket-dir>/NAME.sock). With no PLUGIN, serves every plugin that
+needs no outside service.
+
+Every flag can also be set as DOCKPLUG_<FLAG> in the environment (e.g.
+DOCKPLUG_STATE_DIR) or as a key in the YAML file given by --config (e.g.
+"state-dir: /srv/dockplug"). A flag beats the environment, which beats the file.
+
+Under systemd socket activation (LISTEN_FDS), each plugin takes the socket
+whose FileDescriptorName is its name; a single plugin takes a single socket.
+
+Plugins:
+` + pluginList(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := applyConfig(cmd.Flags(), o.config); err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "YAML file of settings (keys are flag names)")
+	f.StringVar(&o.stateDir, "state-dir", "/var/lib/dockplug", "directory for plugin state (one subdirectory per plugin)")
+	f.StringVar(&o.socketDir, "socket-dir", plugin.DefaultSocketDir, "directory for plugin sockets (dockerd looks in /run/docker/plugins)")
+	f.StringVar(&o.specDir, "spec-dir", plugin.DefaultSpecDir, "directory for TCP spec files (NAME.json)")
+	f.StringVar(&o.socketGroup, "socket-group", "", "group (name or GID) owning the sockets, mode 0660; default: the process's group")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9323)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (dockerd logs plugin stderr as errors: keep it quiet)")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	f.StringVar(&o.tcpAddr, "tcp-addr", "", "serve over TCP at HOST:PORT instead of a unix socket (one plugin only); needs --tls-cert/--tls-key or --insecure")
+	f.BoolVar(&o.insecure, "insecure", false, "allow --tcp-addr without TLS")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate (PEM) for --tcp-addr")
+	f.StringVar(&o.tlsKey, "tls-key", "", "server key (PEM) for --tcp-addr")
+	f.StringVar(&o.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA")
+	f.StringVar(&o.tlsDaemonCA, "tls-daemon-ca", "", "CA the daemon verifies the server with (written to the spec file); empty: the daemon skips verification")
+	f.StringVar(&o.tlsDaemonCert, "tls-daemon-cert", "", "client certificate the daemon presents (written to the spec file)")
+	f.StringVar(&o.tlsDaemonKey, "tls-daemon-key", "", "client key the daemon presents (written to the spec file)")
+	for _, d := range catalogue {
+		if d.Flags != nil {
+			d.Flags(f)
+		}
+	}
+	return cmd
+}
+
+func pluginList() string {
+	var b strings.Builder
+	for _, d := range catalogue {
+		ext := ""
+		if d.External {
+			ext = " (needs an outside service; not served by default)"
+		}
+		fmt.Fprintf(&b, "  %-18s %s%s\n", d.Name, d.Short, ext)
+	}
+	if b.Len() == 0 {
+		return "  (none built in)\n"
+	}
+	return b.String()
+}
+
+func selectPlugins(names []string) ([]*pluginDef, error) {
+	if len(names) == 0 {
+		var defs []*pluginDef
+		for _, d := range catalogue {
+			if !d.External {
+				defs = append(defs, d)
+			}
+		}
+		if len(defs) == 0 {
+			return nil, errors.New("no plugin to serve")
+		}
+		return defs, nil
+	}
+	var defs []*pluginDef
+	for _, n := range names {
+		i := slices.IndexFunc(catalogue, func(d *pluginDef) bool { return d.Name == n })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown plugin %q; known plugins:\n%s", n, pluginList())
+		}
+		if slices.Contains(defs, catalogue[i]) {
+			return nil, fmt.Errorf("plugin %q given twice", n)
+		}
+		defs = append(defs, catalogue[i])
+	}
+	return defs, nil
+}
+
+func runServe(ctx context.Context, o *serveOptions, names []string) error {
+	log, err := newLogger(os.Stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	defs, err := selectPlugins(names)
+	if err != nil {
+		return err
+	}
+	if o.tcpAddr != "" && len(defs) != 1 {
+		return errors.New("--tcp-addr serves exactly one plugin: name it")
+	}
+	var tlsCfg *plugin.ServerTLS
+	if o.tlsCert != "" || o.tlsKey != "" {
+		if o.tlsCert == "" || o.tlsKey == "" {
+			return errors.New("--tls-cert and --tls-key go together")
+		}
+		tlsCfg = &plugin.ServerTLS{CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.tlsClientCA,
+			DaemonCAFile: o.tlsDaemonCA, DaemonCertFile: o.tlsDaemonCert, DaemonKeyFile: o.tlsDaemonKey}
+	}
+	activated, err := activationListeners(defs)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := plugin.NewMetrics(reg)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var servers []*plugin.Server
+	var closers []func() error
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			if err := closers[i](); err != nil {
+				log.Error("close plugin", "err", err)
+			}
+		}
+	}
+	fail := func(err error) error {
+		for _, s := range servers {
+			s.Close()
+		}
+		cleanup()
+		return err
+	}
+	for _, d := range defs {
+		env := &serveEnv{StateDir: filepath.Join(o.stateDir, d.Name), Logger: log.With("plugin", d.Name)}
+		if err := os.MkdirAll(env.StateDir, 0o700); err != nil {
+			return fail(fmt.Errorf("plugin %s: state dir: %w", d.Name, err))
+		}
+		kinds, closer, err := d.Open(ctx, env)
+		if err != nil {
+			return fail(fmt.Errorf("plugin %s: %w", d.Name, err))
+		}
+		if closer != nil {
+			closers = append(closers, closer)
+		}
+		srv, err := plugin.NewServer(plugin.Config{
+			Name: d.Name, SocketDir: o.socketDir, SocketGroup: o.socketGroup,
+			TCPAddr: o.tcpAddr, TLS: tlsCfg, Insecure: o.insecure, SpecDir: o.specDir,
+			Listener: activated[d.Name], Logger: log, Metrics: metrics,
+		}, kinds...)
+		if err != nil {
+			return fail(err)
+		}
+		if err := srv.Listen(); err != nil {
+			return fail(err)
+		}
+		servers = append(servers, srv)
+	}
+
+	if o.metricsAddr != "" {
+		ln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return fail(fmt.Errorf("--metrics-addr: %w", err))
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(ln)
+		defer hs.Close()
+		log.Info("metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(servers))
+	for i, s := range servers {
+		wg.Go(func() {
+			if errs[i] = s.Serve(ctx); errs[i] != nil {
+				cancel() // one plugin failing stops the process: a supervisor restarts it whole
+			}
+		})
+	}
+	wg.Wait()
+	cleanup()
+	return errors.Join(errs...)
+}
+
+// activationListeners maps plugin names to sockets passed by systemd.
+func activationListeners(defs []*pluginDef) (map[string]net.Listener, error) {
+	byName, err := activation.ListenersWithNames()
+	if err != nil {
+		return nil, fmt.Errorf("socket activation: %w", err)
+	}
+	out := map[string]net.Listener{}
+	if len(byName) == 0 {
+		return out, nil
+	}
+	var all []net.Listener
+	for _, ls := range byName {
+		all = append(all, ls...)
+	}
+	for _, d := range defs {
+		if ls := byName[d.Name]; len(ls) > 0 {
+			out[d.Name] = ls[0]
+		}
+	}
+	if len(defs) == 1 && len(out) == 0 && len(all) == 1 {
+		out[defs[0].Name] = all[0]
+	}
+	if len(out) != len(defs) {
+		return nil, fmt.Errorf("socket activation: %d socket(s) passed, but none is named for some of the plugins (set FileDescriptorName= to the plugin name)", len(all))
+	}
+	return out, nil
+}
