@@ -3,7 +3,6 @@ package volume
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"sort"
 	"sync"
@@ -214,4 +213,10 @@ func (d *memDriver) Capabilities(ctx context.Context) (*CapabilitiesResponse, er
 
 var _ Driver = (*memDriver)(nil)
 
-func (d *memDriver) String() string { return fmt.Sprintf("memDriver(%d volumes)", len(d.vols)) }
+// with runs f under the driver's lock: tests steer the driver while the
+// server's goroutines read it.
+func (d *memDriver) with(f func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f()
+}
