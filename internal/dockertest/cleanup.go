@@ -76,6 +76,8 @@ func forceCleanup(dir, bridge string) error {
 	}
 	// Killing a shim does not kill its container, so ask runc first.
 	deleteRuncContainers(filepath.Join(dir, "exec", "runtime-runc"))
+	// Shims killed below cannot remove their sockets, which live outside dir.
+	removeShimSockets(filepath.Join(dir, "exec", "containerd", "daemon", "io.containerd.runtime.v2.task"))
 	if err := killProcs(dir, isDockerProc); err != nil {
 		errs = append(errs, err)
 	}
@@ -113,6 +115,23 @@ func deleteRuncContainers(root string) {
 			// Errors are not fatal: killProcs and the mount cleanup follow.
 			_ = exec.CommandContext(ctx, runc, "--root", filepath.Join(root, ns.Name()), "delete", "--force", id.Name()).Run()
 			cancel()
+		}
+	}
+}
+
+// removeShimSockets removes the sockets of the shims of the tasks below
+// taskRoot (<ns>/<id>/address holds "unix:///run/containerd/s/<hash>").
+func removeShimSockets(taskRoot string) {
+	addrs, _ := filepath.Glob(filepath.Join(taskRoot, "*", "*", "address"))
+	for _, a := range addrs {
+		b, err := os.ReadFile(a)
+		if err != nil {
+			continue
+		}
+		p := strings.TrimPrefix(strings.TrimSpace(string(b)), "unix://")
+		// Never remove anything else, whatever the file says.
+		if filepath.Dir(p) == "/run/containerd/s" {
+			_ = os.Remove(p)
 		}
 	}
 }

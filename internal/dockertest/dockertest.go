@@ -505,9 +505,9 @@ func (d *Daemon) LogTail(n int) string {
 		return ""
 	}
 	defer f.Close()
-	const max = 16 << 10
-	if st, err := f.Stat(); err == nil && st.Size() > max {
-		_, _ = f.Seek(-max, io.SeekEnd)
+	const maxBytes = 16 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > maxBytes {
+		_, _ = f.Seek(-maxBytes, io.SeekEnd)
 	}
 	b, _ := io.ReadAll(f)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")

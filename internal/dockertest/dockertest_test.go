@@ -121,6 +121,11 @@ func TestTeardownAfterCrash(t *testing.T) {
 	d := Start(t)
 	id := strings.TrimSpace(d.Run(t, "-d", d.Image(t), "sleep", "1000"))
 	cpid := strings.TrimSpace(d.MustDocker(t, "inspect", "-f", "{{.State.Pid}}", id))
+	addr, err := os.ReadFile(filepath.Join(d.ExecRoot, "containerd", "daemon", "io.containerd.runtime.v2.task", "moby", id, "address"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimSock := strings.TrimPrefix(strings.TrimSpace(string(addr)), "unix://")
 	pid := d.Pid()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -137,6 +142,9 @@ func TestTeardownAfterCrash(t *testing.T) {
 	assertGone(t, d.Dir, d.Bridge, pid)
 	if n, err := strconv.Atoi(cpid); err != nil || alive(n) {
 		t.Errorf("container process %q still running (%v)", cpid, err)
+	}
+	if _, err := os.Stat(shimSock); !os.IsNotExist(err) {
+		t.Errorf("shim socket %s left behind (%v)", shimSock, err)
 	}
 }
 

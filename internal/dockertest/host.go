@@ -132,7 +132,7 @@ func usedPrefixes() ([]netip.Prefix, error) {
 	}
 	for _, a := range addrs {
 		if ipn, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(ipn.IP.To4()); ok && ipn.IP.To4() != nil {
+			if ip, ok := netip.AddrFromSlice(ipn.IP.To4()); ok {
 				ones, _ := ipn.Mask.Size()
 				used = append(used, netip.PrefixFrom(ip, ones).Masked())
 			}
