@@ -51,11 +51,16 @@ func Conflict(format string, args ...any) error {
 }
 
 // StatusOf returns the HTTP status an error is answered with: the Status of
-// the first *Error in its chain, or 500.
+// the first *Error in its chain, or of a *StatusError (so a Handler over a
+// Client proxies a plugin's status), or 500.
 func StatusOf(err error) int {
 	var pe *Error
 	if errors.As(err, &pe) && pe.Status >= 400 && pe.Status <= 599 {
 		return pe.Status
+	}
+	var se *StatusError
+	if errors.As(err, &se) && se.Status >= 400 && se.Status <= 599 {
+		return se.Status
 	}
 	return http.StatusInternalServerError
 }

@@ -23,12 +23,18 @@ type Running struct {
 	Client    *plugin.Client
 	stop      context.CancelFunc
 	done      chan error
+	ownDir    bool
 }
 
-// Stop shuts the server down and waits for it.
+// Stop shuts the server down and waits for it; it removes the socket dir
+// if Start made it.
 func (r *Running) Stop() error {
 	r.stop()
-	return <-r.done
+	err := <-r.done
+	if r.ownDir {
+		os.RemoveAll(r.SocketDir)
+	}
+	return err
 }
 
 // Start serves kinds under name in a fresh socket dir (short, under /tmp,
@@ -39,7 +45,13 @@ func Start(name string, kinds ...plugin.Kind) (*Running, error) {
 	if err != nil {
 		return nil, err
 	}
-	return StartIn(dir, plugin.Config{Name: name, SocketDir: dir}, kinds...)
+	r, err := StartIn(dir, plugin.Config{Name: name, SocketDir: dir}, kinds...)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	r.ownDir = true
+	return r, nil
 }
 
 // StartIn is Start with a full config.

@@ -1,0 +1,220 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockplug/dockplug/plugin"
+	"github.com/dockplug/dockplug/plugin/plugintest"
+	"github.com/dockplug/dockplug/volume"
+	"github.com/dockplug/dockplug/volume/mounts"
+)
+
+type env struct {
+	dir    string
+	allow  string
+	drv    *Driver
+	client *volume.Client
+	stop   func()
+}
+
+func start(t *testing.T, dir, allow string) *env {
+	t.Helper()
+	d, err := New(context.Background(), Config{StateDir: dir, AllowedPaths: []string{allow}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := plugintest.Start("localvol", volume.NewHandler(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{dir: dir, allow: allow, drv: d, client: volume.NewClient(r.Client)}
+	e.stop = func() { r.Stop(); os.RemoveAll(r.SocketDir); d.Close() }
+	return e
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("bind mounts need root")
+	}
+	dir, allow := t.TempDir(), t.TempDir()
+	e := start(t, dir, allow)
+	t.Cleanup(func() {
+		e.stop()
+		live, _ := mounts.MountPoints()
+		for mp := range live {
+			if strings.HasPrefix(mp, dir+"/") {
+				syscall.Unmount(mp, syscall.MNT_DETACH)
+				t.Errorf("test left a mount behind: %s", mp)
+			}
+		}
+	})
+	return e
+}
+
+func statusOf(err error) int {
+	var se *plugin.StatusError
+	if errors.As(err, &se) {
+		return se.Status
+	}
+	return 0
+}
+
+func TestCreateWithOptionsGetListRemove(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	opts := map[string]string{"uid": "1000", "gid": "1001", "mode": "0750"}
+	if err := e.client.Create(ctx, &volume.CreateRequest{Name: "data", Opts: opts}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(e.dir, "volumes", "data", "_data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if st.Mode().Perm() != 0o750 || sys.Uid != 1000 || sys.Gid != 1001 {
+		t.Fatalf("data dir mode %v uid %d gid %d", st.Mode().Perm(), sys.Uid, sys.Gid)
+	}
+	// Idempotent for the same options; a conflict for others.
+	if err := e.client.Create(ctx, &volume.CreateRequest{Name: "data", Opts: opts}); err != nil {
+		t.Fatalf("repeat create: %v", err)
+	}
+	if err := e.client.Create(ctx, &volume.CreateRequest{Name: "data"}); statusOf(err) != 409 {
+		t.Fatalf("create with other options: %v", err)
+	}
+	g, err := e.client.Get(ctx, &volume.GetRequest{Name: "data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := g.Volume
+	if v.Name != "data" || time.Since(v.CreatedAt) > time.Minute || v.Status["mounts"] != float64(0) ||
+		v.Status["options"].(map[string]any)["mode"] != "0750" {
+		t.Fatalf("get: %+v", v)
+	}
+	if _, err := e.client.Get(ctx, &volume.GetRequest{Name: "nope"}); !volume.IsNoSuchVolume(err) || statusOf(err) != 404 {
+		t.Fatalf("get missing: %v", err)
+	}
+	e.client.Create(ctx, &volume.CreateRequest{Name: "second"})
+	l, err := e.client.List(ctx)
+	if err != nil || len(l.Volumes) != 2 {
+		t.Fatalf("list: %+v %v", l, err)
+	}
+	if err := e.client.Remove(ctx, &volume.RemoveRequest{Name: "data"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "volumes", "data")); !os.IsNotExist(err) {
+		t.Fatalf("data left after remove: %v", err)
+	}
+	if err := e.client.Remove(ctx, &volume.RemoveRequest{Name: "data"}); statusOf(err) != 404 {
+		t.Fatalf("remove missing: %v", err)
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	outside := t.TempDir()
+	os.Symlink(outside, filepath.Join(e.allow, "escape"))
+	os.WriteFile(filepath.Join(e.allow, "file"), nil, 0o644)
+	cases := []struct {
+		name string
+		opts map[string]string
+		msg  string
+	}{
+		{"a/b", nil, "invalid volume name"},
+		{"..", nil, "invalid volume name"},
+		{"a..b", nil, "invalid volume name"},
+		{"-x", nil, "invalid volume name"},
+		{"ok1", map[string]string{"size": "1G"}, "unknown option(s) size; known options: gid, mode, path, uid"},
+		{"ok2", map[string]string{"uid": "-3"}, "option uid"},
+		{"ok3", map[string]string{"mode": "999"}, "option mode"},
+		{"ok4", map[string]string{"path": "/etc"}, "not under an allowed path"},
+		{"ok5", map[string]string{"path": filepath.Join(e.allow, "escape")}, "not under an allowed path"},
+		{"ok6", map[string]string{"path": "relative"}, "absolute"},
+		{"ok7", map[string]string{"path": filepath.Join(e.allow, "file")}, "not a directory"},
+		{"ok8", map[string]string{"path": filepath.Join(e.allow, "missing")}, "no such file"},
+		{"ok9", map[string]string{"path": e.allow, "uid": "1"}, "apply to new directories"},
+	}
+	for _, c := range cases {
+		err := e.client.Create(ctx, &volume.CreateRequest{Name: c.name, Opts: c.opts})
+		if statusOf(err) != 400 || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("create %s %v: %v, want 400 %q", c.name, c.opts, err, c.msg)
+		}
+	}
+	l, _ := e.client.List(ctx)
+	entries, _ := os.ReadDir(filepath.Join(e.dir, "volumes"))
+	if len(l.Volumes) != 0 || len(entries) != 0 {
+		t.Fatalf("bad input left state: %d volumes, %d dirs", len(l.Volumes), len(entries))
+	}
+}
+
+func TestHostPathVolumeKeepsDataOnRemove(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	host := filepath.Join(e.allow, "shared")
+	os.Mkdir(host, 0o755)
+	os.WriteFile(filepath.Join(host, "keep"), []byte("x"), 0o644)
+	if err := e.client.Create(ctx, &volume.CreateRequest{Name: "hp", Opts: map[string]string{"path": host}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.client.Mount(ctx, &volume.MountRequest{Name: "hp", ID: "id1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(m.Mountpoint, "keep")); err != nil || string(b) != "x" {
+		t.Fatalf("host data not visible at the mount point: %v", err)
+	}
+	if err := e.client.Remove(ctx, &volume.RemoveRequest{Name: "hp"}); statusOf(err) != 409 {
+		t.Fatalf("remove while mounted: %v", err)
+	}
+	if err := e.client.Unmount(ctx, &volume.UnmountRequest{Name: "hp", ID: "id1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Remove(ctx, &volume.RemoveRequest{Name: "hp"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(host, "keep")); err != nil {
+		t.Fatalf("host data deleted by remove: %v", err)
+	}
+}
+
+func TestMountPathAndStateSurviveRestart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.client.Create(ctx, &volume.CreateRequest{Name: "vol"})
+	m, err := e.client.Mount(ctx, &volume.MountRequest{Name: "vol", ID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(m.Mountpoint, "f"), []byte("hello"), 0o644)
+	if p, _ := e.client.Path(ctx, &volume.PathRequest{Name: "vol"}); p.Mountpoint != m.Mountpoint {
+		t.Fatalf("path while mounted: %+v", p)
+	}
+	// Restart the plugin with the mount held (the kernel mount stays).
+	e.stop()
+	e2 := start(t, e.dir, e.allow)
+	e.stop = e2.stop
+	g, err := e2.client.Get(ctx, &volume.GetRequest{Name: "vol"})
+	if err != nil || g.Volume.Status["mounts"] != float64(1) {
+		t.Fatalf("after restart: %+v %v", g, err)
+	}
+	if err := e2.client.Unmount(ctx, &volume.UnmountRequest{Name: "vol", ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := e2.client.Path(ctx, &volume.PathRequest{Name: "vol"}); p.Mountpoint != "" {
+		t.Fatalf("path after unmount: %+v", p)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.dir, "volumes", "vol", "_data", "f")); string(b) != "hello" {
+		t.Fatal("data written through the mount is not in the volume")
+	}
+	if _, err := e2.client.Mount(ctx, &volume.MountRequest{Name: "zz", ID: "c1"}); statusOf(err) != 404 {
+		t.Fatalf("mount of a missing volume: %v", err)
+	}
+}
