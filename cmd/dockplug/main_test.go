@@ -210,14 +210,14 @@ func TestSocketActivation(t *testing.T) {
 	// LISTEN_PID must be the server's own PID, known only after fork:
 	// sh sets it and execs, keeping its PID.
 	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, binary,
-		"serve", "dockplug-volume", "--socket-dir", filepath.Join(sock, "unused"), "--state-dir", state)
-	p := startCmd(t, cmd, []*os.File{f}, []string{"LISTEN_FDS=1", "LISTEN_FDNAMES=dockplug-volume"})
+		"serve", "dockplug-volume=activated", "--socket-dir", filepath.Join(sock, "unused"), "--state-dir", state)
+	p := startCmd(t, cmd, []*os.File{f}, []string{"LISTEN_FDS=1", "LISTEN_FDNAMES=activated"})
 	f.Close()
 	m := waitActivate(t, "unix://"+path)
 	if !m.Has("VolumeDriver") {
 		t.Fatalf("implements %v", m.Implements)
 	}
-	if _, err := os.Stat(filepath.Join(sock, "unused", "dockplug-volume.sock")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(sock, "unused", "activated.sock")); !os.IsNotExist(err) {
 		t.Fatal("an activated plugin must not create its own socket")
 	}
 	p.stop(t)

@@ -68,11 +68,12 @@ type serveOptions struct {
 func newServeCmd() *cobra.Command {
 	o := &serveOptions{}
 	cmd := &cobra.Command{
-		Use:   "serve [PLUGIN...]",
+		Use:   "serve [PLUGIN[=NAME]...]",
 		Short: "Serve dockplug plugins to the Docker daemon",
 		Long: `Serve one or more plugins from one process, each under its own name and
 socket (<socket-dir>/NAME.sock). With no PLUGIN, serves every plugin that
-needs no outside service.
+needs no outside service. PLUGIN=NAME serves a plugin under another name
+(its state lives in <state-dir>/NAME), e.g. to run two instances.
 
 Every flag can also be set as DOCKPLUG_<FLAG> in the environment (e.g.
 DOCKPLUG_STATE_DIR) or as a key in the YAML file given by --config (e.g.
@@ -130,31 +131,41 @@ func pluginList() string {
 	return b.String()
 }
 
-func selectPlugins(names []string) ([]*pluginDef, error) {
-	if len(names) == 0 {
-		var defs []*pluginDef
+// served is one plugin to serve, under its own or a given name.
+type served struct {
+	def  *pluginDef
+	name string
+}
+
+func selectPlugins(args []string) ([]served, error) {
+	if len(args) == 0 {
+		var out []served
 		for _, d := range catalogue {
 			if !d.External {
-				defs = append(defs, d)
+				out = append(out, served{d, d.Name})
 			}
 		}
-		if len(defs) == 0 {
+		if len(out) == 0 {
 			return nil, errors.New("no plugin to serve")
 		}
-		return defs, nil
+		return out, nil
 	}
-	var defs []*pluginDef
-	for _, n := range names {
-		i := slices.IndexFunc(catalogue, func(d *pluginDef) bool { return d.Name == n })
+	var out []served
+	for _, a := range args {
+		kind, name, renamed := strings.Cut(a, "=")
+		if !renamed {
+			name = kind
+		}
+		i := slices.IndexFunc(catalogue, func(d *pluginDef) bool { return d.Name == kind })
 		if i < 0 {
-			return nil, fmt.Errorf("unknown plugin %q; known plugins:\n%s", n, pluginList())
+			return nil, fmt.Errorf("unknown plugin %q; known plugins:\n%s", kind, pluginList())
 		}
-		if slices.Contains(defs, catalogue[i]) {
-			return nil, fmt.Errorf("plugin %q given twice", n)
+		if name == "" || slices.ContainsFunc(out, func(s served) bool { return s.name == name }) {
+			return nil, fmt.Errorf("plugin name %q given twice or empty", name)
 		}
-		defs = append(defs, catalogue[i])
+		out = append(out, served{catalogue[i], name})
 	}
-	return defs, nil
+	return out, nil
 }
 
 func runServe(ctx context.Context, o *serveOptions, names []string) error {
@@ -162,11 +173,11 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 	if err != nil {
 		return err
 	}
-	defs, err := selectPlugins(names)
+	toServe, err := selectPlugins(names)
 	if err != nil {
 		return err
 	}
-	if o.tcpAddr != "" && len(defs) != 1 {
+	if o.tcpAddr != "" && len(toServe) != 1 {
 		return errors.New("--tcp-addr serves exactly one plugin: name it")
 	}
 	var tlsCfg *plugin.ServerTLS
@@ -177,7 +188,7 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 		tlsCfg = &plugin.ServerTLS{CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.tlsClientCA,
 			DaemonCAFile: o.tlsDaemonCA, DaemonCertFile: o.tlsDaemonCert, DaemonKeyFile: o.tlsDaemonKey}
 	}
-	activated, err := activationListeners(defs)
+	activated, err := activationListeners(toServe)
 	if err != nil {
 		return err
 	}
@@ -204,22 +215,22 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 		cleanup()
 		return err
 	}
-	for _, d := range defs {
-		env := &serveEnv{StateDir: filepath.Join(o.stateDir, d.Name), Logger: log.With("plugin", d.Name)}
+	for _, sv := range toServe {
+		env := &serveEnv{StateDir: filepath.Join(o.stateDir, sv.name), Logger: log.With("plugin", sv.name)}
 		if err := os.MkdirAll(env.StateDir, 0o700); err != nil {
-			return fail(fmt.Errorf("plugin %s: state dir: %w", d.Name, err))
+			return fail(fmt.Errorf("plugin %s: state dir: %w", sv.name, err))
 		}
-		kinds, closer, err := d.Open(ctx, env)
+		kinds, closer, err := sv.def.Open(ctx, env)
 		if err != nil {
-			return fail(fmt.Errorf("plugin %s: %w", d.Name, err))
+			return fail(fmt.Errorf("plugin %s: %w", sv.name, err))
 		}
 		if closer != nil {
 			closers = append(closers, closer)
 		}
 		srv, err := plugin.NewServer(plugin.Config{
-			Name: d.Name, SocketDir: o.socketDir, SocketGroup: o.socketGroup,
+			Name: sv.name, SocketDir: o.socketDir, SocketGroup: o.socketGroup,
 			TCPAddr: o.tcpAddr, TLS: tlsCfg, Insecure: o.insecure, SpecDir: o.specDir,
-			Listener: activated[d.Name], Logger: log, Metrics: metrics,
+			Listener: activated[sv.name], Logger: log, Metrics: metrics,
 		}, kinds...)
 		if err != nil {
 			return fail(err)
@@ -258,7 +269,7 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 }
 
 // activationListeners maps plugin names to sockets passed by systemd.
-func activationListeners(defs []*pluginDef) (map[string]net.Listener, error) {
+func activationListeners(toServe []served) (map[string]net.Listener, error) {
 	byName, err := activation.ListenersWithNames()
 	if err != nil {
 		return nil, fmt.Errorf("socket activation: %w", err)
@@ -271,16 +282,16 @@ func activationListeners(defs []*pluginDef) (map[string]net.Listener, error) {
 	for _, ls := range byName {
 		all = append(all, ls...)
 	}
-	for _, d := range defs {
-		if ls := byName[d.Name]; len(ls) > 0 {
-			out[d.Name] = ls[0]
+	for _, sv := range toServe {
+		if ls := byName[sv.name]; len(ls) > 0 {
+			out[sv.name] = ls[0]
 		}
 	}
-	if len(defs) == 1 && len(out) == 0 && len(all) == 1 {
-		out[defs[0].Name] = all[0]
+	if len(toServe) == 1 && len(out) == 0 && len(all) == 1 {
+		out[toServe[0].name] = all[0]
 	}
-	if len(out) != len(defs) {
-		return nil, fmt.Errorf("socket activation: %d socket(s) passed, but none is named for some of the plugins (set FileDescriptorName= to the plugin name)", len(all))
+	if len(out) != len(toServe) {
+		return nil, fmt.Errorf("socket activation: %d socket(s) passed, but not one named for each plugin (set FileDescriptorName= to the plugin name)", len(all))
 	}
 	return out, nil
 }
