@@ -12,16 +12,13 @@ import (
 // on every non-200 status, for every plugin kind including IPAM (G12).
 type Error struct {
 	Status int
-	Msg    string
-	Err    error // optional cause, for errors.Is/As
+	Msg    string // the whole message the daemon shows
+	Err    error  // optional cause, for errors.Is/As; its text is in Msg
 }
 
 func (e *Error) Error() string {
-	if e.Err != nil && e.Msg == "" {
+	if e.Msg == "" && e.Err != nil {
 		return e.Err.Error()
-	}
-	if e.Err != nil {
-		return e.Msg + ": " + e.Err.Error()
 	}
 	return e.Msg
 }

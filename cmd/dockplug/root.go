@@ -41,7 +41,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newServeCmd(), newLsCmd())
+	root.AddCommand(newVersionCmd(), newServeCmd(), newLsCmd(), newIpamCmd())
 	return root
 }
 

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dockplug/dockplug/ipam/driver"
+	"github.com/dockplug/dockplug/plugin"
+)
+
+func newIpamCmd() *cobra.Command {
+	var (
+		socketDir string
+		name      string
+		asJSON    bool
+		timeout   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "ipam",
+		Short: "Show the pools and addresses of a running dockplug-ipam",
+		Long: `Ask the running IPAM plugin (over its socket: its state file admits one
+process) which pools it holds, and which endpoint on which host holds each address.`,
+	}
+	cmd.PersistentFlags().StringVar(&socketDir, "socket-dir", plugin.DefaultSocketDir, "socket directory of the plugin")
+	cmd.PersistentFlags().StringVar(&name, "name", "dockplug-ipam", "plugin name")
+	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.PersistentFlags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the plugin")
+	connect := func() (*driver.AdminClient, func(), error) {
+		c, err := plugin.NewClient("unix://"+filepath.Join(socketDir, name+".sock"), plugin.WithBackoff(plugin.Backoff{}))
+		if err != nil {
+			return nil, nil, err
+		}
+		return driver.NewAdminClient(c), c.Close, nil
+	}
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List pools",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			ac, done, err := connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := ac.Pools(ctx)
+			if err != nil {
+				return fmt.Errorf("ask %s: %w", name, err)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "POOL ID\tSPACE\tPOOL\tSUBPOOL\tGATEWAY\tALLOCATED\tHOSTS")
+			for _, p := range res.Pools {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.ID, p.Space, p.Pool, orDash(p.SubPool.String(), p.SubPool.IsValid()),
+					orDash(p.Gateway.String(), p.Gateway.IsValid()), p.Allocated, orDash(fmt.Sprint(p.Hosts), len(p.Hosts) > 0))
+			}
+			return tw.Flush()
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show POOL",
+		Short: "Show a pool (by ID or CIDR) and who holds each address",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			ac, done, err := connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := ac.Pool(ctx, args[0])
+			if err != nil {
+				return fmt.Errorf("ask %s: %w", name, err)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "Pool %s (%s space), %d allocated\n", res.Pool.Pool, res.Pool.Space, res.Pool.Allocated)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ADDRESS\tENDPOINT\tHOST\tSINCE")
+			for _, a := range res.Addresses {
+				ep := a.Endpoint
+				if a.Gateway {
+					ep = "(gateway)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Address, orDash(ep, ep != ""), a.Host, a.At.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.AddCommand(ls, show)
+	return cmd
+}
+
+func orDash(s string, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return s
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

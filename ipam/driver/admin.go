@@ -1,0 +1,88 @@
+package driver
+
+import (
+	"context"
+
+	"github.com/dockplug/dockplug/plugin"
+)
+
+// AdminKind is listed in Plugin.Activate next to IpamDriver; the daemon
+// ignores it. `dockplug ipam` asks the running plugin through it, because
+// bbolt admits one process per state file.
+const AdminKind = "dockplug.ipam-admin"
+
+// Admin method names.
+const (
+	MethodPools = "DockplugIpam.Pools"
+	MethodPool  = "DockplugIpam.Pool"
+)
+
+// PoolsResponse answers MethodPools.
+type PoolsResponse struct {
+	HostID string     `json:"hostID"`
+	Pools  []PoolInfo `json:"pools"`
+}
+
+// PoolQuery names a pool by ID or CIDR.
+type PoolQuery struct {
+	Pool string `json:"pool"`
+}
+
+// PoolResponse answers MethodPool.
+type PoolResponse struct {
+	Pool      PoolInfo   `json:"pool"`
+	Addresses []AddrInfo `json:"addresses"`
+}
+
+type admin struct{ d *Driver }
+
+// Admin returns the Kind serving the admin methods.
+func (d *Driver) Admin() plugin.Kind { return admin{d} }
+
+func (a admin) Implements() string { return AdminKind }
+
+func (a admin) Methods() map[string]plugin.Method {
+	return map[string]plugin.Method{
+		MethodPools: plugin.Handle(func(ctx context.Context, _ *struct{}) (*PoolsResponse, error) {
+			pools, err := a.d.Pools(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if pools == nil {
+				pools = []PoolInfo{}
+			}
+			return &PoolsResponse{HostID: a.d.HostID(), Pools: pools}, nil
+		}),
+		MethodPool: plugin.Handle(func(ctx context.Context, q *PoolQuery) (*PoolResponse, error) {
+			if q.Pool == "" {
+				return nil, plugin.BadRequest("no pool given")
+			}
+			p, addrs, err := a.d.Pool(ctx, q.Pool)
+			if err != nil {
+				return nil, err
+			}
+			if addrs == nil {
+				addrs = []AddrInfo{}
+			}
+			return &PoolResponse{Pool: *p, Addresses: addrs}, nil
+		}),
+	}
+}
+
+// AdminClient calls the admin methods of a running plugin.
+type AdminClient struct{ c *plugin.Client }
+
+// NewAdminClient wraps a plugin client.
+func NewAdminClient(c *plugin.Client) *AdminClient { return &AdminClient{c} }
+
+// Pools lists the plugin's pools.
+func (a *AdminClient) Pools(ctx context.Context) (*PoolsResponse, error) {
+	var out PoolsResponse
+	return &out, a.c.Call(ctx, MethodPools, struct{}{}, &out)
+}
+
+// Pool shows one pool and its addresses.
+func (a *AdminClient) Pool(ctx context.Context, ref string) (*PoolResponse, error) {
+	var out PoolResponse
+	return &out, a.c.Call(ctx, MethodPool, PoolQuery{Pool: ref}, &out)
+}

@@ -1,0 +1,241 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/dockplug/dockplug/ipam"
+	"github.com/dockplug/dockplug/ipam/alloc"
+	"github.com/dockplug/dockplug/plugin"
+	"github.com/dockplug/dockplug/plugin/plugintest"
+)
+
+type fixture struct {
+	dir    string
+	drv    *Driver
+	c      *ipam.Client
+	admin  *AdminClient
+	stop   func()
+	routes []netip.Prefix
+}
+
+func (f *fixture) open(t *testing.T) {
+	t.Helper()
+	d, err := New(Config{StateDir: f.dir, HostID: "host-a",
+		DefaultPools: []alloc.PoolSpec{{Base: netip.MustParsePrefix("10.10.0.0/16"), Size: 24}, {Base: netip.MustParsePrefix("fd00:1::/48"), Size: 64}},
+		HostRoutes:   func() ([]netip.Prefix, error) { return f.routes, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := plugintest.Start("ipamtest", ipam.NewHandler(d), d.Admin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.drv, f.c, f.admin = d, ipam.NewClient(r.Client), NewAdminClient(r.Client)
+	f.stop = func() { r.Stop(); d.Close() }
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{dir: t.TempDir()}
+	f.open(t)
+	t.Cleanup(func() { f.stop() })
+	return f
+}
+
+func (f *fixture) restart(t *testing.T) {
+	f.stop()
+	f.open(t)
+}
+
+func (f *fixture) pool(t *testing.T, space, pool, sub string, v6 bool) *ipam.RequestPoolResponse {
+	t.Helper()
+	r, err := f.c.RequestPool(context.Background(), &ipam.RequestPoolRequest{AddressSpace: space, Pool: pool, SubPool: sub, V6: v6})
+	if err != nil {
+		t.Fatalf("RequestPool %s %s: %v", pool, sub, err)
+	}
+	return r
+}
+
+func (f *fixture) addr(poolID, want string, opts map[string]string) (string, error) {
+	r, err := f.c.RequestAddress(context.Background(), &ipam.RequestAddressRequest{PoolID: poolID, Address: want, Options: opts})
+	if err != nil {
+		return "", err
+	}
+	return r.Address, nil
+}
+
+func status(err error) int {
+	var se *plugin.StatusError
+	if errors.As(err, &se) {
+		return se.Status
+	}
+	return 0
+}
+
+func TestCapabilitiesAndSpaces(t *testing.T) {
+	f := newFixture(t)
+	caps, err := f.c.GetCapabilities(context.Background())
+	if err != nil || caps.RequiresRequestReplay || caps.RequiresMACAddress {
+		t.Fatalf("%+v %v", caps, err)
+	}
+	sp, err := f.c.GetDefaultAddressSpaces(context.Background())
+	if err != nil || sp.LocalDefaultAddressSpace != "local" || sp.GlobalDefaultAddressSpace != "global" {
+		t.Fatalf("%+v %v", sp, err)
+	}
+	// Without etcd, the global space is a clear error, never a local fallback.
+	_, err = f.c.RequestPool(context.Background(), &ipam.RequestPoolRequest{AddressSpace: "global", Pool: "10.99.0.0/24"})
+	if status(err) != 501 || !strings.Contains(err.Error(), "--etcd-endpoints") {
+		t.Fatalf("global without etcd: %v", err)
+	}
+	if _, err := f.c.RequestPool(context.Background(), &ipam.RequestPoolRequest{AddressSpace: "moon"}); status(err) != 400 {
+		t.Fatalf("unknown space: %v", err)
+	}
+}
+
+func TestExplicitPoolsAndAddresses(t *testing.T) {
+	f := newFixture(t)
+	p := f.pool(t, "local", "192.168.50.0/29", "", false)
+	if p.PoolID != "local/192.168.50.0/29" || p.Pool != "192.168.50.0/29" {
+		t.Fatalf("%+v", p)
+	}
+	// Overlaps name the existing pool.
+	_, err := f.c.RequestPool(context.Background(), &ipam.RequestPoolRequest{AddressSpace: "local", Pool: "192.168.50.0/24"})
+	if status(err) != 409 || !strings.Contains(err.Error(), "overlaps pool 192.168.50.0/29") {
+		t.Fatalf("overlap: %v", err)
+	}
+	gw, err := f.addr(p.PoolID, "", map[string]string{ipam.OptRequestAddressType: ipam.Gateway})
+	if err != nil || gw != "192.168.50.1/29" {
+		t.Fatalf("gateway: %q %v", gw, err)
+	}
+	a, _ := f.addr(p.PoolID, "", map[string]string{ipam.OptEndpointName: "web"})
+	b, _ := f.addr(p.PoolID, "192.168.50.5", map[string]string{ipam.OptEndpointName: "db"})
+	if a != "192.168.50.2/29" || b != "192.168.50.5/29" {
+		t.Fatalf("a %s b %s", a, b)
+	}
+	for _, c := range []struct {
+		addr, msg string
+		status    int
+	}{
+		{"192.168.50.5", "already in use", 409},
+		{"192.168.50.0", "reserved", 400},
+		{"192.168.50.7", "reserved", 400},
+		{"10.0.0.1", "out of pool range", 400},
+	} {
+		if _, err := f.addr(p.PoolID, c.addr, nil); status(err) != c.status || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: %v, want %d %q", c.addr, err, c.status, c.msg)
+		}
+	}
+	f.addr(p.PoolID, "", nil) // .3
+	f.addr(p.PoolID, "", nil) // .4
+	f.addr(p.PoolID, "", nil) // .6
+	if _, err := f.addr(p.PoolID, "", nil); status(err) != 507 || !strings.Contains(err.Error(), "no available addresses") {
+		t.Fatalf("exhausted: %v", err)
+	}
+	// Releasing what was never allocated (docker does it for gateways from Data) is harmless.
+	if err := f.c.ReleaseAddress(context.Background(), &ipam.ReleaseAddressRequest{PoolID: p.PoolID, Address: "192.168.50.200"}); err != nil {
+		t.Fatal(err)
+	}
+	show, err := f.admin.Pool(context.Background(), "192.168.50.0/29")
+	if err != nil || len(show.Addresses) != 6 || show.Pool.Gateway.String() != "192.168.50.1" {
+		t.Fatalf("show: %+v %v", show, err)
+	}
+	holders := map[string]string{}
+	for _, a := range show.Addresses {
+		holders[a.Address.String()] = a.Endpoint
+		if a.Host != "host-a" {
+			t.Errorf("host %q", a.Host)
+		}
+	}
+	if holders["192.168.50.2"] != "web" || holders["192.168.50.5"] != "db" {
+		t.Fatalf("holders: %v", holders)
+	}
+	if err := f.c.ReleasePool(context.Background(), &ipam.ReleasePoolRequest{PoolID: p.PoolID}); err != nil {
+		t.Fatal(err)
+	}
+	f.pool(t, "local", "192.168.50.0/24", "", false) // free again
+}
+
+func TestSubPoolSerialAndIPv6(t *testing.T) {
+	f := newFixture(t)
+	p := f.pool(t, "local", "172.30.0.0/16", "172.30.5.0/24", false)
+	if p.PoolID != "local/172.30.0.0/16/172.30.5.0/24" {
+		t.Fatalf("%s", p.PoolID)
+	}
+	// Like docker, only the pool's own network address is reserved, not the sub-pool's.
+	if a, _ := f.addr(p.PoolID, "", nil); a != "172.30.5.0/16" {
+		t.Fatalf("sub-pool first: %s", a)
+	}
+	// Preferred addresses may lie outside the sub-pool but inside the pool (--ip, aux).
+	if a, err := f.addr(p.PoolID, "172.30.9.9", nil); err != nil || a != "172.30.9.9/16" {
+		t.Fatalf("outside sub-pool: %s %v", a, err)
+	}
+	serial := map[string]string{ipam.OptSerial: "true"}
+	a1, _ := f.addr(p.PoolID, "", serial)
+	f.c.ReleaseAddress(context.Background(), &ipam.ReleaseAddressRequest{PoolID: p.PoolID, Address: strings.Split(a1, "/")[0]})
+	a2, _ := f.addr(p.PoolID, "", serial)
+	if a1 != "172.30.5.1/16" || a2 != "172.30.5.2/16" {
+		t.Fatalf("serial: %s then %s", a1, a2)
+	}
+	// IPv6: explicit /64 and dynamic ones; a /0 is a legal pool.
+	v6 := f.pool(t, "local", "2001:db8::/64", "", true)
+	if a, _ := f.addr(v6.PoolID, "", nil); a != "2001:db8::1/64" {
+		t.Fatalf("v6: %s", a)
+	}
+	d6 := f.pool(t, "local", "", "", true)
+	if d6.Pool != "fd00:1::/64" {
+		t.Fatalf("dynamic v6: %s", d6.Pool)
+	}
+	if _, err := f.c.RequestPool(context.Background(), &ipam.RequestPoolRequest{AddressSpace: "local", Pool: "10.0.0.0/8", V6: true}); status(err) != 400 {
+		t.Fatalf("family mismatch: %v", err)
+	}
+}
+
+func TestDynamicPoolsSkipHostRoutesAndExistingPools(t *testing.T) {
+	f := newFixture(t)
+	f.routes = []netip.Prefix{netip.MustParsePrefix("10.10.0.0/23"), netip.MustParsePrefix("0.0.0.0/0")}
+	f.pool(t, "local", "10.10.2.0/24", "", false)
+	got := f.pool(t, "local", "", "", false)
+	if got.Pool != "10.10.3.0/24" {
+		t.Fatalf("dynamic pool %s, want 10.10.3.0/24 (routes cover .0-.1, .2 is taken)", got.Pool)
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	f := newFixture(t)
+	p := f.pool(t, "local", "10.20.0.0/24", "", false)
+	dyn := f.pool(t, "local", "", "", false)
+	var held []string
+	for range 5 {
+		a, err := f.addr(p.PoolID, "", map[string]string{ipam.OptEndpointName: "ep"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, a)
+	}
+	f.c.ReleaseAddress(context.Background(), &ipam.ReleaseAddressRequest{PoolID: p.PoolID, Address: "10.20.0.3"})
+	f.restart(t)
+	// The same pools exist, and new allocations never repeat a held address.
+	if _, err := f.c.RequestPool(context.Background(), &ipam.RequestPoolRequest{AddressSpace: "local", Pool: "10.20.0.0/24"}); status(err) != 409 {
+		t.Fatalf("pool forgotten after restart: %v", err)
+	}
+	if d2 := f.pool(t, "local", "", "", false); d2.Pool == dyn.Pool {
+		t.Fatalf("dynamic pool %s handed out twice", d2.Pool)
+	}
+	a, _ := f.addr(p.PoolID, "", nil)
+	if a != "10.20.0.3/24" {
+		t.Fatalf("after restart first free is %s, want the released 10.20.0.3", a)
+	}
+	b, _ := f.addr(p.PoolID, "", nil)
+	for _, h := range held {
+		if b == h {
+			t.Fatalf("%s handed out twice", b)
+		}
+	}
+	ls, err := f.admin.Pools(context.Background())
+	if err != nil || len(ls.Pools) != 3 || ls.HostID != "host-a" {
+		t.Fatalf("pools: %+v %v", ls, err)
+	}
+}
