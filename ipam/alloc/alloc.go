@@ -116,7 +116,7 @@ func New(pool, subPool netip.Prefix) (*Allocator, error) {
 		}
 		a.dlo = a.dlo.inc()
 	}
-	if a.bcastRes && a.dhi == a.last && !a.dynEmpty {
+	if a.bcastRes && a.dhi == a.last { // never a one-address range: bcastRes needs >= 4
 		if a.dlo == a.dhi {
 			a.dynEmpty = true
 		}
@@ -340,7 +340,7 @@ func (a *Allocator) Release(addr netip.Addr) error {
 		return err
 	}
 	c := a.set.floor(x)
-	if c == nil || c.hi.less(x) {
+	if c == nil {
 		return nil
 	}
 	a.set.removeFrom(span{x, x}, c)

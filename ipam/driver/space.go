@@ -47,12 +47,12 @@ type PoolRequest struct {
 
 // AddrRequest is a RequestAddress with its strings parsed.
 type AddrRequest struct {
-	PoolID    string
-	Address   netip.Addr // invalid: any free address
-	Serial    bool
-	Gateway   bool
-	Endpoint  string
-	MAC       string
+	PoolID   string
+	Address  netip.Addr // invalid: any free address
+	Serial   bool
+	Gateway  bool
+	Endpoint string
+	MAC      string
 }
 
 // PoolInfo describes a pool, for the daemon and for `dockplug ipam`.
