@@ -67,9 +67,9 @@ func CheckInterfaceRule(req *EndpointInterface, resp *EndpointInterface) error {
 	held4, held6, heldMAC := cidrText(req.Address), cidrText(req.AddressIPv6), macText(req.MacAddress)
 	if mac != nil {
 		if heldMAC != "" {
+			//lint:ignore ST1005 the daemon's exact words
 			return fmt.Errorf("driver modified interface MAC address: endpoint interface MAC address present (%s). Cannot be modified with %s.", heldMAC, mac)
 		}
-		heldMAC = mac.String()
 	}
 	for _, a := range []*net.IPNet{addr, addr6} {
 		if a == nil {
@@ -80,6 +80,7 @@ func CheckInterfaceRule(req *EndpointInterface, resp *EndpointInterface) error {
 			slot = &held6
 		}
 		if *slot != "" {
+			//lint:ignore ST1005 the daemon's exact words
 			return fmt.Errorf("driver modified interface address: endpoint interface IP present (%s). Cannot be modified with (%s).", *slot, a)
 		}
 		*slot = a.String()

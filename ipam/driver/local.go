@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/dockplug/dockplug/ipam/alloc"
 	"github.com/dockplug/dockplug/plugin"
@@ -157,7 +158,7 @@ func (s *localSpace) ReleasePool(ctx context.Context, poolID string) error {
 		if err := tx.Bucket([]byte(poolsBucket)).Delete([]byte(poolID)); err != nil {
 			return err
 		}
-		if err := tx.Bucket([]byte(addrsBucket)).DeleteBucket([]byte(poolID)); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
+		if err := tx.Bucket([]byte(addrsBucket)).DeleteBucket([]byte(poolID)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return err
 		}
 		return nil
