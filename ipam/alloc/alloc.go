@@ -340,7 +340,7 @@ func (a *Allocator) Release(addr netip.Addr) error {
 		return err
 	}
 	c := a.set.floor(x)
-	if c == nil {
+	if c == nil || c.hi.less(x) {
 		return nil
 	}
 	a.set.removeFrom(span{x, x}, c)
