@@ -107,9 +107,11 @@ func (s *Server) finish(rt *route, start time.Time, status int, err error) {
 	s.log.Log(context.Background(), level, "call", attrs...)
 }
 
+// contentType is shared by every answer: net/http only reads it.
+var contentType = []string{MediaType}
+
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	h := w.Header()
-	h["Content-Type"] = []string{MediaType}
+	w.Header()["Content-Type"] = contentType
 	w.WriteHeader(status)
 	w.Write(body)
 	w.Write([]byte{'\n'})

@@ -183,7 +183,7 @@ func TestServeRefusesASecondInstance(t *testing.T) {
 	p := startBinary(t, nil, nil, "serve", "--socket-dir", sock, "--state-dir", state)
 	waitActivate(t, "unix://"+filepath.Join(sock, "dockplug-volume.sock"))
 	out, err := exec.Command(binary, "serve", "--socket-dir", sock, "--state-dir", state2).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "plugin dockplug-volume is already running") {
+	if err == nil || !strings.Contains(string(out), "is already running (socket") {
 		t.Fatalf("second instance: %v\n%s", err, out)
 	}
 	// The first one is unharmed.
