@@ -14,6 +14,7 @@ import (
 	"github.com/dockplug/dockplug/ipam"
 	"github.com/dockplug/dockplug/ipam/driver"
 	"github.com/dockplug/dockplug/plugin"
+	"github.com/dockplug/dockplug/store/etcd/etcdtest"
 )
 
 func ipamClient(t *testing.T, sock, name string) *ipam.Client {
@@ -127,5 +128,65 @@ func TestParsePoolSpecs(t *testing.T) {
 		if _, err := parsePoolSpecs([]string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// Two plugin instances (two "hosts") sharing one real etcd: the same global
+// pool spans both, with one gateway and disjoint addresses.
+func TestIpamGlobalSpaceAcrossHosts(t *testing.T) {
+	srv := etcdtest.Start(t)
+	endpoints := strings.Join(srv.Endpoints(), ",")
+	sock := shortDir(t)
+	ctx := context.Background()
+	var clients []*ipam.Client
+	for _, name := range []string{"iph1", "iph2"} {
+		p := startBinary(t, nil, nil, "serve", "dockplug-ipam="+name, "--socket-dir", sock, "--state-dir", shortDir(t),
+			"--etcd-endpoints", endpoints)
+		t.Cleanup(func() { p.stop(t) })
+		clients = append(clients, ipamClient(t, sock, name))
+	}
+	var gws []string
+	seen := map[string]bool{}
+	for i, c := range clients {
+		pool, err := c.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: "global", Pool: "10.200.0.0/24"})
+		if err != nil {
+			t.Fatalf("host %d join: %v", i, err)
+		}
+		gw, err := c.RequestAddress(ctx, &ipam.RequestAddressRequest{PoolID: pool.PoolID,
+			Options: map[string]string{ipam.OptRequestAddressType: ipam.Gateway}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gws = append(gws, gw.Address)
+		for range 20 {
+			a, err := c.RequestAddress(ctx, &ipam.RequestAddressRequest{PoolID: pool.PoolID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[a.Address] || a.Address == gw.Address {
+				t.Fatalf("%s handed out twice across hosts", a.Address)
+			}
+			seen[a.Address] = true
+		}
+	}
+	if gws[0] != gws[1] || gws[0] != "10.200.0.1/24" {
+		t.Fatalf("gateways differ across hosts: %v", gws)
+	}
+	out, err := exec.Command(binary, "ipam", "ls", "--json", "--socket-dir", sock, "--name", "iph1").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls driver.PoolsResponse
+	json.Unmarshal(out, &ls)
+	if len(ls.Pools) != 1 || len(ls.Pools[0].Hosts) != 2 || ls.Pools[0].Allocated != 41 {
+		t.Fatalf("ipam ls: %s", out)
+	}
+}
+
+func TestIpamRefusesUnreachableEtcd(t *testing.T) {
+	out, err := exec.Command(binary, "serve", "dockplug-ipam=ipnoetcd", "--socket-dir", shortDir(t), "--state-dir", shortDir(t),
+		"--etcd-endpoints", "127.0.0.1:1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unreachable") {
+		t.Fatalf("unreachable etcd: %v\n%s", err, out)
 	}
 }

@@ -13,12 +13,15 @@ import (
 	"github.com/dockplug/dockplug/ipam/alloc"
 	"github.com/dockplug/dockplug/ipam/driver"
 	"github.com/dockplug/dockplug/plugin"
+	"github.com/dockplug/dockplug/store/etcd"
 )
 
 func init() {
 	var (
-		hostID string
-		pools  []string
+		hostID                    string
+		pools                     []string
+		etcdEndpoints             []string
+		etcdCert, etcdKey, etcdCA string
 	)
 	register(&pluginDef{
 		Name:  "dockplug-ipam",
@@ -27,14 +30,42 @@ func init() {
 			fs.StringVar(&hostID, "ipam-host-id", "", "this host's ID in IPAM records and global pools (default: generated once, kept in the state dir)")
 			fs.StringArrayVar(&pools, "ipam-default-pool", nil,
 				"dynamic local pool as base=CIDR,size=N, like dockerd's --default-address-pool (repeatable; default: docker's defaults and a ULA /48 split in /64s)")
+			fs.StringSliceVar(&etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints (e.g. https://10.0.0.5:2379) for the global address space, shared by several hosts; none: global requests are refused")
+			fs.StringVar(&etcdCert, "etcd-cert", "", "client certificate for etcd (mutual TLS)")
+			fs.StringVar(&etcdKey, "etcd-key", "", "client key for etcd")
+			fs.StringVar(&etcdCA, "etcd-ca", "", "CA that signed etcd's server certificate (default: system roots)")
 		},
 		Open: func(ctx context.Context, env *serveEnv) ([]plugin.Kind, func() error, error) {
 			specs, err := parsePoolSpecs(pools)
 			if err != nil {
 				return nil, nil, err
 			}
-			d, err := driver.New(driver.Config{StateDir: env.StateDir, HostID: hostID, DefaultPools: specs, Logger: env.Logger})
+			id := hostID
+			if id == "" {
+				if id, err = driver.LoadHostID(env.StateDir); err != nil {
+					return nil, nil, err
+				}
+			}
+			var global driver.Space
+			if len(etcdEndpoints) > 0 {
+				var opts []etcd.Option
+				if etcdCert != "" || etcdKey != "" || etcdCA != "" {
+					opts = append(opts, etcd.WithTLS(etcdCert, etcdKey, etcdCA))
+				}
+				cli, err := etcd.Dial(ctx, etcdEndpoints, opts...)
+				if err != nil {
+					return nil, nil, fmt.Errorf("global address space: %w", err)
+				}
+				if global, err = driver.NewGlobalSpace(ctx, driver.GlobalConfig{Client: cli, HostID: id, Logger: env.Logger}); err != nil {
+					cli.Close()
+					return nil, nil, err
+				}
+			}
+			d, err := driver.New(driver.Config{StateDir: env.StateDir, HostID: id, DefaultPools: specs, Global: global, Logger: env.Logger})
 			if err != nil {
+				if global != nil {
+					global.Close()
+				}
 				return nil, nil, err
 			}
 			return []plugin.Kind{ipam.NewHandler(d), d.Admin()}, d.Close, nil
