@@ -6,7 +6,8 @@ export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
 
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
-[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh && ldd /bin/busybox 2>&1 | grep -q 'not a dynamic' || need+=(busybox-static)
+# Test images are built from a static busybox; ldd succeeds only on a dynamic one.
+if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then need+=(busybox-static); fi
 command -v ip >/dev/null || need+=(iproute2)
 command -v mount >/dev/null || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then

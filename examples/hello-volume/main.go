@@ -18,8 +18,12 @@ type hello struct{}
 
 func dir(name string) string { return filepath.Join("/srv/hello", name) }
 
-func (hello) Create(_ context.Context, r *volume.CreateRequest) error { return os.MkdirAll(dir(r.Name), 0o755) }
-func (hello) Remove(_ context.Context, r *volume.RemoveRequest) error { return os.RemoveAll(dir(r.Name)) }
+func (hello) Create(_ context.Context, r *volume.CreateRequest) error {
+	return os.MkdirAll(dir(r.Name), 0o755)
+}
+func (hello) Remove(_ context.Context, r *volume.RemoveRequest) error {
+	return os.RemoveAll(dir(r.Name))
+}
 func (hello) Mount(_ context.Context, r *volume.MountRequest) (*volume.MountResponse, error) {
 	return &volume.MountResponse{Mountpoint: dir(r.Name)}, nil
 }
