@@ -239,3 +239,18 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("pools: %+v %v", ls, err)
 	}
 }
+
+func TestSerialAsPoolOption(t *testing.T) {
+	f := newFixture(t)
+	p, err := f.c.RequestPool(context.Background(), &ipam.RequestPoolRequest{AddressSpace: "local", Pool: "10.30.0.0/24",
+		Options: map[string]string{ipam.OptSerial: "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, _ := f.addr(p.PoolID, "", nil)
+	f.c.ReleaseAddress(context.Background(), &ipam.ReleaseAddressRequest{PoolID: p.PoolID, Address: strings.Split(a1, "/")[0]})
+	a2, _ := f.addr(p.PoolID, "", nil)
+	if a1 != "10.30.0.1/24" || a2 != "10.30.0.2/24" {
+		t.Fatalf("serial pool option ignored: %s then %s", a1, a2)
+	}
+}

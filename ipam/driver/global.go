@@ -967,6 +967,7 @@ func (s *globalSpace) RequestAddress(ctx context.Context, req AddrRequest) (neti
 			return netip.Addr{}, err
 		}
 		s.resolveDoubts(ctx, p)
+		req.Serial = req.Serial || serialPool(p.rec.Options)
 		var a netip.Addr
 		switch {
 		case req.Gateway:

@@ -178,6 +178,7 @@ func (s *localSpace) RequestAddress(ctx context.Context, req AddrRequest) (netip
 	if !ok {
 		return netip.Addr{}, plugin.NotFound("no pool %s", req.PoolID)
 	}
+	req.Serial = req.Serial || serialPool(p.rec.Options)
 	addr, err := pick(p.a, req)
 	if err != nil {
 		return netip.Addr{}, asPluginError(fmt.Errorf("pool %s: %w", req.PoolID, err))

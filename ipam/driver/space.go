@@ -78,6 +78,13 @@ type AddrInfo struct {
 	At       time.Time  `json:"at"`
 }
 
+// serialPool reports whether the pool was created with
+// --ipam-opt com.docker.network.ipam.serial=true: dockerd 20.10 does not pass
+// the option on with each address request, so the pool's option counts too.
+func serialPool(opts map[string]string) bool {
+	return opts["com.docker.network.ipam.serial"] == "true"
+}
+
 // asPluginError maps allocator errors to statuses with clear messages.
 func asPluginError(err error) error {
 	switch {
