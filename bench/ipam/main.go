@@ -280,7 +280,7 @@ func printBitmapTable(w io.Writer, rows []Row) {
 
 func printPluginTable(w io.Writer, rs []PluginResult) {
 	fmt.Fprintf(w, "## dockplug plugin: RequestAddress through unix socket + bbolt\n\n")
-	fmt.Fprintf(w, "driver.New served with plugin.NewServer (plugintest.Start) on a unix socket, state in a fresh temp dir on the local disk per level; ipam.Client RequestAddress in one 10.0.0.0/8 pool from C goroutines for the duration. Every allocation is its own bbolt transaction (pwrite + fdatasync), so this measures the write path, not the allocator. CPU per alloc is process CPU time (user + kernel, client and server together) divided by allocations.\n\n")
+	fmt.Fprintf(w, "driver.New served with plugin.NewServer (plugintest.Start) on a unix socket, state in a fresh temp dir on the local disk per level; ipam.Client RequestAddress in one 10.0.0.0/8 pool from C goroutines for the duration. Every allocation is durable (bbolt pwrite + fdatasync) before the reply; concurrent allocations share commits (group commit in store/bolt), so this measures the write path, not the allocator. CPU per alloc is process CPU time (user + kernel, client and server together) divided by allocations.\n\n")
 	fmt.Fprintln(w, "| concurrency | duration | allocations | allocs/s | p50 | p99 | max | CPU per alloc (client+server) | errors |")
 	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rs {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dockplug/dockplug/ipam/alloc"
 	"github.com/dockplug/dockplug/plugin"
+	"github.com/dockplug/dockplug/store/bolt"
 )
 
 const (
@@ -23,21 +24,27 @@ const (
 	addrsBucket = "addrs" // PoolID -> bucket of address -> AddrInfo
 )
 
-// poolRecord is a pool as stored.
+// poolRecord is a pool as stored. Its Gateway is not stored here but
+// derived from the address records, so that an address call writes exactly
+// one key (and concurrent calls can share one fsync).
 type poolRecord struct {
 	PoolInfo
 	Options map[string]string `json:"options,omitempty"`
-	// Next is where serial allocation resumes, kept so a restart does not
-	// hand out recently released addresses again.
-	Next netip.Addr `json:"next,omitzero"`
 }
 
 // localSpace keeps pools and addresses in bbolt, with an in-memory
 // allocator per pool rebuilt at start. Each change is fsync'd before the
-// call returns.
+// call returns; concurrent address calls share commits (bbolt's Batch).
+//
+// Ordering keeps memory and disk consistent without holding the lock over
+// an fsync: an allocation is taken in memory first and written after (a
+// crash in between loses only an unacknowledged address); a release is
+// written first and freed in memory after, so no one can be handed an
+// address whose release is not yet durable.
 type localSpace struct {
 	name   string
 	db     *bbolt.DB
+	group  *bolt.Group
 	hostID string
 
 	mu    sync.Mutex // guards pools, subnets and every allocator
@@ -56,7 +63,7 @@ func newLocalSpace(db *bbolt.DB, name, hostID string, defaults []alloc.PoolSpec)
 	if err != nil {
 		return nil, err
 	}
-	s := &localSpace{name: name, db: db, hostID: hostID, pools: map[string]*localPool{}, subs: subs}
+	s := &localSpace{name: name, db: db, group: bolt.NewGroup(db), hostID: hostID, pools: map[string]*localPool{}, subs: subs}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range []string{poolsBucket, addrsBucket} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
@@ -71,12 +78,15 @@ func newLocalSpace(db *bbolt.DB, name, hostID string, defaults []alloc.PoolSpec)
 			}
 			var list []netip.Addr
 			if b := addrs.Bucket(k); b != nil {
-				err := b.ForEach(func(ak, _ []byte) error {
-					a, err := netip.ParseAddr(string(ak))
-					if err != nil {
+				err := b.ForEach(func(ak, v []byte) error {
+					var info AddrInfo
+					if err := json.Unmarshal(v, &info); err != nil {
 						return fmt.Errorf("pool %s: address %q: %w", k, ak, err)
 					}
-					list = append(list, a)
+					if info.Gateway {
+						rec.Gateway = info.Address
+					}
+					list = append(list, info.Address)
 					return nil
 				})
 				if err != nil {
@@ -86,13 +96,6 @@ func newLocalSpace(db *bbolt.DB, name, hostID string, defaults []alloc.PoolSpec)
 			a, err := alloc.Restore(rec.Pool, rec.SubPool, list)
 			if err != nil {
 				return fmt.Errorf("pool %s: %w", k, err)
-			}
-			if rec.Next.IsValid() {
-				snap := a.Snapshot()
-				snap.Next = rec.Next
-				if a, err = alloc.FromSnapshot(snap); err != nil {
-					return fmt.Errorf("pool %s: %w", k, err)
-				}
 			}
 			if err := subs.Reserve(rec.Pool); err != nil {
 				return fmt.Errorf("pool %s: %w", k, err)
@@ -173,42 +176,37 @@ func (s *localSpace) ReleasePool(ctx context.Context, poolID string) error {
 
 func (s *localSpace) RequestAddress(ctx context.Context, req AddrRequest) (netip.Addr, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	p, ok := s.pools[req.PoolID]
 	if !ok {
+		s.mu.Unlock()
 		return netip.Addr{}, plugin.NotFound("no pool %s", req.PoolID)
 	}
 	req.Serial = req.Serial || serialPool(p.rec.Options)
 	addr, err := pick(p.a, req)
+	s.mu.Unlock()
 	if err != nil {
 		return netip.Addr{}, asPluginError(fmt.Errorf("pool %s: %w", req.PoolID, err))
 	}
 	info := AddrInfo{Address: addr, Endpoint: req.Endpoint, Gateway: req.Gateway, Host: s.hostID, MAC: req.MAC, At: time.Now().UTC()}
-	rec := p.rec
-	if req.Serial {
-		rec.Next = addr.Next()
-	}
-	if req.Gateway {
-		rec.Gateway = addr
-	}
-	err = s.put(func(tx *bbolt.Tx) error {
+	err = s.batch(func(tx *bbolt.Tx) error {
+		if tx.Bucket([]byte(poolsBucket)).Get([]byte(req.PoolID)) == nil {
+			return &plugin.Error{Status: 404, Msg: "pool " + req.PoolID + " was released", Err: bolt.ErrSkip}
+		}
 		b, err := tx.Bucket([]byte(addrsBucket)).CreateBucketIfNotExists([]byte(req.PoolID))
 		if err != nil {
 			return err
 		}
-		if err := putJSON(b, addr.String(), info); err != nil {
-			return err
-		}
-		if rec.Next != p.rec.Next || rec.Gateway != p.rec.Gateway {
-			return putJSON(tx.Bucket([]byte(poolsBucket)), req.PoolID, rec)
-		}
-		return nil
+		return putJSON(b, addr.String(), info)
 	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
 		p.a.Release(addr)
 		return netip.Addr{}, err
 	}
-	p.rec = rec
+	if req.Gateway {
+		p.rec.Gateway = addr
+	}
 	return addr, nil
 }
 
@@ -227,34 +225,30 @@ func pick(a *alloc.Allocator, req AddrRequest) (netip.Addr, error) {
 
 func (s *localSpace) ReleaseAddress(ctx context.Context, poolID string, addr netip.Addr) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	p, ok := s.pools[poolID]
+	held := ok && p.a.IsAllocated(addr)
+	s.mu.Unlock()
 	if !ok {
 		return plugin.NotFound("no pool %s", poolID)
 	}
-	if !p.a.IsAllocated(addr) {
+	if !held {
 		return nil
 	}
-	rec := p.rec
-	if rec.Gateway == addr {
-		rec.Gateway = netip.Addr{}
-	}
-	err := s.put(func(tx *bbolt.Tx) error {
+	err := s.batch(func(tx *bbolt.Tx) error {
 		if b := tx.Bucket([]byte(addrsBucket)).Bucket([]byte(poolID)); b != nil {
-			if err := b.Delete([]byte(addr.String())); err != nil {
-				return err
-			}
-		}
-		if rec.Gateway != p.rec.Gateway {
-			return putJSON(tx.Bucket([]byte(poolsBucket)), poolID, rec)
+			return b.Delete([]byte(addr.String()))
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	p.a.Release(addr)
-	p.rec = rec
+	if p.rec.Gateway == addr {
+		p.rec.Gateway = netip.Addr{}
+	}
 	return nil
 }
 
@@ -303,6 +297,19 @@ func (s *localSpace) Addresses(ctx context.Context, poolID string) ([]AddrInfo, 
 // put runs one durable write; bbolt fsyncs before Update returns.
 func (s *localSpace) put(fn func(tx *bbolt.Tx) error) error {
 	if err := s.db.Update(fn); err != nil {
+		return fmt.Errorf("%s address space: write state: %w", s.name, err)
+	}
+	return nil
+}
+
+// batch is put for writes that may share a commit with concurrent ones;
+// it too returns only once the commit is fsync'd.
+func (s *localSpace) batch(fn func(tx *bbolt.Tx) error) error {
+	if err := s.group.Update(fn); err != nil {
+		var pe *plugin.Error
+		if errors.As(err, &pe) {
+			return err
+		}
 		return fmt.Errorf("%s address space: write state: %w", s.name, err)
 	}
 	return nil
