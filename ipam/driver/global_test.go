@@ -1067,18 +1067,21 @@ func BenchmarkGlobalAllocate(b *testing.B) {
 				hosts = append(hosts, h)
 			}
 			var next, errs atomic.Int64
+			got := make([][]netip.Addr, n*8)
 			b.ResetTimer()
 			start := time.Now()
 			var wg sync.WaitGroup
-			for _, h := range hosts {
-				for range 8 {
+			for hi, h := range hosts {
+				for w := range 8 {
 					wg.Go(func() {
 						for next.Add(1) <= int64(b.N) {
-							if _, err := h.RequestAddress(b.Context(), AddrRequest{PoolID: poolID, Endpoint: "bench"}); err != nil {
+							a, err := h.RequestAddress(b.Context(), AddrRequest{PoolID: poolID, Endpoint: "bench"})
+							if err != nil {
 								errs.Add(1)
 								b.Error(err)
 								return
 							}
+							got[hi*8+w] = append(got[hi*8+w], a)
 						}
 					})
 				}
@@ -1086,7 +1089,22 @@ func BenchmarkGlobalAllocate(b *testing.B) {
 			wg.Wait()
 			elapsed := time.Since(start)
 			b.StopTimer()
+			// Zero duplicates across hosts is part of the result, not an assumption.
+			seen := map[netip.Addr]bool{}
+			dups := 0
+			for _, list := range got {
+				for _, a := range list {
+					if seen[a] {
+						dups++
+					}
+					seen[a] = true
+				}
+			}
+			if dups > 0 {
+				b.Fatalf("%d addresses handed out twice", dups)
+			}
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "allocs/s")
+			b.ReportMetric(float64(dups), "duplicates")
 		})
 	}
 }
