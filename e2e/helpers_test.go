@@ -49,6 +49,8 @@ func (s *syncBuffer) String() string {
 // its own state dir. It can be stopped, killed and started again under the
 // same name and state.
 type plug struct {
+	Kind  string   // the catalogue plugin served under Name; "" is dockplug-volume
+	Impl  []string // what its handshake must list; nil is VolumeDriver
 	Name  string
 	Root  string // --state-dir
 	State string // Root/Name: the driver's state.db, volumes/, mounts/
@@ -94,7 +96,11 @@ func (p *plug) start() error {
 	if p.running() {
 		return errors.New("plugin already running")
 	}
-	args := append([]string{"serve", "dockplug-volume=" + p.Name, "--state-dir", p.Root, "--log-level", "debug"}, p.args...)
+	kind, impl := p.Kind, p.Impl
+	if kind == "" {
+		kind, impl = "dockplug-volume", []string{volume.Kind}
+	}
+	args := append([]string{"serve", kind + "=" + p.Name, "--state-dir", p.Root, "--log-level", "debug"}, p.args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -131,16 +137,18 @@ func (p *plug) start() error {
 	started = append(started, p.Name)
 	startedMu.Unlock()
 
-	c := p.client()
-	defer c.Plugin().Close()
+	c := p.client().Plugin()
+	defer c.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		m, err := c.Plugin().Activate(ctx)
+		m, err := c.Activate(ctx)
 		cancel()
 		if err == nil {
-			if !m.Has(volume.Kind) {
-				return fmt.Errorf("plugin %s implements %v", p.Name, m.Implements)
+			for _, k := range impl {
+				if !m.Has(k) {
+					return fmt.Errorf("plugin %s implements %v, not %s", p.Name, m.Implements, k)
+				}
 			}
 			return nil
 		}

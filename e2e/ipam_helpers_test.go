@@ -11,11 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,87 +22,14 @@ import (
 	"github.com/dockplug/dockplug/plugin"
 )
 
-// Helpers for the dockplug-ipam tests (ipam_test.go). The volume helpers'
-// plug is reused for everything but starting: ipamPlug only replaces start,
-// which serves dockplug-ipam=NAME and waits for IpamDriver in the
-// handshake; stop (SIGTERM, socket removed), kill9, running and
-// everStarted are plug's.
-
-type ipamPlug struct{ *plug }
-
-func (p *ipamPlug) start() error {
-	if p.running() {
-		return fmt.Errorf("plugin %s already running", p.Name)
-	}
-	args := append([]string{"serve", "dockplug-ipam=" + p.Name, "--state-dir", p.Root, "--log-level", "debug"}, p.args...)
-	cmd := exec.Command(binary, args...)
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid: true,
-		// A dead socket would stall the daemon (G3): if the test binary
-		// dies, the plugin gets SIGTERM and removes it.
-		Pdeathsig: syscall.SIGTERM,
-	}
-	done := make(chan struct{})
-	startErr := make(chan error, 1)
-	go func() {
-		// Pdeathsig fires when the forking thread exits: keep it locked
-		// until the process has been waited for.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			startErr <- err
-			return
-		}
-		startErr <- nil
-		err := cmd.Wait()
-		p.mu.Lock()
-		p.werr = err
-		p.mu.Unlock()
-		close(done)
-	}()
-	if err := <-startErr; err != nil {
-		return fmt.Errorf("start plugin %s: %w", p.Name, err)
-	}
-	p.mu.Lock()
-	p.cmd, p.done = cmd, done
-	p.mu.Unlock()
-	startedMu.Lock()
-	started = append(started, p.Name)
-	startedMu.Unlock()
-
-	c, err := plugin.NewClient("unix://"+p.Sock, plugin.WithBackoff(plugin.Backoff{}))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		m, err := c.Activate(ctx)
-		cancel()
-		if err == nil {
-			if !m.Has(ipam.Implements) || !m.Has(driver.AdminKind) {
-				return fmt.Errorf("plugin %s implements %v", p.Name, m.Implements)
-			}
-			return nil
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("plugin %s exited before answering: %v\n%s", p.Name, p.werr, p.out)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("plugin %s did not answer within 30s: %v", p.Name, err)
-		}
-	}
-}
+// Helpers for the dockplug-ipam tests (ipam_test.go). They reuse the
+// volume helpers' plug, serving dockplug-ipam=NAME instead.
 
 // ipamEnv is one test's IPAM plugin and what the test made in the daemon:
 // containers and networks carry label, so teardown finds them.
 type ipamEnv struct {
 	t     *testing.T
-	p     *ipamPlug
+	p     *plug
 	label string
 }
 
@@ -118,7 +43,8 @@ func setupIpam(t *testing.T) *ipamEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &ipamPlug{&plug{Name: name, Root: root, State: filepath.Join(root, name), Sock: socketPath(name), out: &syncBuffer{}}}
+	p := &plug{Kind: "dockplug-ipam", Impl: []string{ipam.Implements, driver.AdminKind},
+		Name: name, Root: root, State: filepath.Join(root, name), Sock: socketPath(name), out: &syncBuffer{}}
 	e := &ipamEnv{t: t, p: p, label: "dockplug-e2e=" + name}
 	t.Cleanup(e.teardown)
 	if err := p.start(); err != nil {
