@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"net/netip"
 	"slices"
 )
@@ -66,21 +67,24 @@ func DeriveULAPool(hostID string) PoolSpec {
 // dockerd's predefined-pool allocator, and tracks explicitly requested pools
 // so that neither overlaps the other. It is not safe for concurrent use.
 //
-// Allocated pools are kept twice per family, both in spanTrees: once one span
-// per pool (to name or release an exact pool) and once coalesced (so that a
-// run of adjacent pools is a single span). The search for a subnet jumps from
-// each blocking span to the next aligned candidate after it, so its cost is
-// O((r+e) log n) where r is the number of allocated runs and e the excluded
-// prefixes inside the default pools scanned — a packed 10.0.0.0/8 with 1000
-// /24s is one run, and finding the next /24 is one jump.
+// Allocated pools are kept twice per family: in a map from first to last
+// address (exact pools: O(1) release, the hot path of network removal), and
+// coalesced in a spanTree (so that a run of adjacent pools is a single span).
+// The search for a subnet jumps from each blocking span to the next aligned
+// candidate after it, so its cost is O((r+e) log n) where r is the number of
+// allocated runs and e the excluded prefixes inside the default pools
+// scanned — a packed 10.0.0.0/8 with 1000 /24s is one run, and finding the
+// next /24 is one jump. Naming the pool an explicit request overlaps finds
+// the first overlapping run in the tree, then the pool holding its first
+// overlapping address by probing the map at each prefix length.
 type PoolAllocator struct {
 	fams [2]poolFamily // [0] IPv4, [1] IPv6
 }
 
 type poolFamily struct {
 	defaults []PoolSpec // sorted, non-overlapping
-	pools    spanTree   // one span per allocated pool
-	used     spanTree   // union of allocated pools, coalesced
+	pools    map[u128]u128 // first -> last address of each allocated pool
+	used     spanTree      // union of allocated pools, coalesced
 }
 
 func famIndex(is6 bool) int {
@@ -196,7 +200,10 @@ func floorSpan(spans []span, x u128) int {
 }
 
 func (f *poolFamily) add(s span) {
-	f.pools.insert(s)
+	if f.pools == nil {
+		f.pools = map[u128]u128{}
+	}
+	f.pools[s.lo] = s.hi
 	f.used.addCoalesced(s, f.used.floor(s.lo))
 }
 
@@ -225,10 +232,10 @@ func (p *PoolAllocator) Release(prefix netip.Prefix) error {
 	prefix = prefix.Masked()
 	f := &p.fams[famIndex(prefix.Addr().Is6())]
 	s := prefixSpan(prefix)
-	if e := f.pools.floor(s.lo); e == nil || *e != s {
+	if hi, ok := f.pools[s.lo]; !ok || hi != s.hi {
 		return fmt.Errorf("%w: %s", ErrUnknownPool, prefix)
 	}
-	f.pools.delete(s.lo)
+	delete(f.pools, s.lo)
 	f.used.removeFrom(s, f.used.floor(s.lo))
 	return nil
 }
@@ -242,15 +249,28 @@ func (p *PoolAllocator) Overlaps(prefix netip.Prefix) (netip.Prefix, bool) {
 	is6 := prefix.Addr().Is6()
 	f := &p.fams[famIndex(is6)]
 	s := prefixSpan(prefix)
-	// Pools are disjoint: only the one starting at or before s.lo can
-	// contain s.lo; otherwise the lowest overlap is the first starting after.
-	if e := f.pools.floor(s.lo); e != nil && !e.hi.less(s.lo) {
-		return spanPrefix(*e, !is6), true
+	// The lowest overlapping pool holds y, the first address of s that
+	// lies in an allocated run: s.lo itself, or the start of the first run
+	// after it.
+	var y u128
+	if r := f.used.floor(s.lo); r != nil && !r.hi.less(s.lo) {
+		y = s.lo
+	} else if r := f.used.ceil(s.lo); r != nil && !s.hi.less(r.lo) {
+		y = r.lo
+	} else {
+		return netip.Prefix{}, false
 	}
-	if e := f.pools.ceil(s.lo); e != nil && !s.hi.less(e.lo) {
-		return spanPrefix(*e, !is6), true
+	bitLen := 32
+	if is6 {
+		bitLen = 128
 	}
-	return netip.Prefix{}, false
+	for host := 0; host <= bitLen; host++ { // pools are aligned prefixes
+		lo := y.andNot(lowMask(host))
+		if hi, ok := f.pools[lo]; ok && !hi.less(y) {
+			return spanPrefix(span{lo, hi}, !is6), true
+		}
+	}
+	panic("alloc: coalesced pools and pool map disagree") // unreachable
 }
 
 // Pools iterates over the allocated pools, IPv4 first, each family in
@@ -259,10 +279,12 @@ func (p *PoolAllocator) Pools() iter.Seq[netip.Prefix] {
 	return func(yield func(netip.Prefix) bool) {
 		for i := range p.fams {
 			ok := true
-			p.fams[i].pools.ascend(func(s span) bool {
-				ok = yield(spanPrefix(s, i == 0))
-				return ok
-			})
+			los := slices.SortedFunc(maps.Keys(p.fams[i].pools), u128.cmp)
+			for _, lo := range los {
+				if ok = yield(spanPrefix(span{lo, p.fams[i].pools[lo]}, i == 0)); !ok {
+					break
+				}
+			}
 			if !ok {
 				return
 			}
@@ -271,4 +293,4 @@ func (p *PoolAllocator) Pools() iter.Seq[netip.Prefix] {
 }
 
 // Len returns the number of allocated pools.
-func (p *PoolAllocator) Len() int { return p.fams[0].pools.len() + p.fams[1].pools.len() }
+func (p *PoolAllocator) Len() int { return len(p.fams[0].pools) + len(p.fams[1].pools) }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math/big"
 	"math/rand/v2"
 	"net/netip"
@@ -232,8 +233,8 @@ func TestPoolsThousand(t *testing.T) {
 		t.Fatalf("unexpected sequence: %v %v %v %v %v %v", got[4], got[5], got[6], got[245], got[246], got[999])
 	}
 	f := &p.fams[0]
-	if f.pools.len() != 1003 || f.used.len() > 10 {
-		t.Fatalf("pools %d, coalesced runs %d", f.pools.len(), f.used.len())
+	if len(f.pools) != 1003 || f.used.len() > 10 {
+		t.Fatalf("pools %d, coalesced runs %d", len(f.pools), f.used.len())
 	}
 	for _, x := range got {
 		if err := p.Release(x); err != nil {
@@ -374,7 +375,7 @@ func runPoolOps(t *testing.T, ops []byte) {
 			t.Fatalf("step %d after %s: pools\n got %v\nwant %v", i/4, what, gotPools, wantPools)
 		}
 		for _, f := range p.fams {
-			if err := checkTree(&f.pools); err != nil {
+			if err := checkPoolMap(&f); err != nil {
 				t.Fatal(err)
 			}
 			if err := checkCoalesced(&f.used); err != nil {
@@ -406,4 +407,20 @@ func FuzzPoolAllocator(f *testing.F) {
 		}
 		runPoolOps(t, data)
 	})
+}
+
+// checkPoolMap checks that the coalesced tree is exactly the union of the
+// exact pools kept in the map.
+func checkPoolMap(f *poolFamily) error {
+	los := slices.SortedFunc(maps.Keys(f.pools), u128.cmp)
+	var want []span
+	for _, lo := range los {
+		want = appendCoalesced(want, span{lo, f.pools[lo]})
+	}
+	var got []span
+	f.used.ascend(func(s span) bool { got = append(got, s); return true })
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("coalesced pools %v, want %v", got, want)
+	}
+	return nil
 }
