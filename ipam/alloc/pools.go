@@ -82,7 +82,7 @@ type PoolAllocator struct {
 }
 
 type poolFamily struct {
-	defaults []PoolSpec // sorted, non-overlapping
+	defaults []PoolSpec    // sorted, non-overlapping
 	pools    map[u128]u128 // first -> last address of each allocated pool
 	used     spanTree      // union of allocated pools, coalesced
 }
