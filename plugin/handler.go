@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -57,7 +58,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	buf.Reset()
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	var body io.Reader = r.Body
+	if r.ContentLength < 0 || r.ContentLength > s.cfg.MaxBodyBytes {
+		// Only a body of unknown or excessive length needs the limiter:
+		// net/http already stops a declared length at that length.
+		body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	}
+	_, err := buf.ReadFrom(body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -75,19 +82,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	out, err := json.Marshal(resp)
-	if err != nil {
+	// The request bytes are no longer needed: encode the answer into the
+	// same pooled buffer, newline included, and write it at once.
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(resp); err != nil {
 		status, callErr = http.StatusInternalServerError, err
 		writeError(w, status, fmt.Sprintf("%s: encode response: %v", name, err))
 		return
 	}
-	if string(out) == "null" {
+	out := buf.Bytes()
+	if string(out) == "null\n" {
 		out = emptyObject
 	}
-	writeJSON(w, http.StatusOK, out)
+	w.Header()["Content-Type"] = contentType
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
 }
 
-var emptyObject = []byte("{}")
+var emptyObject = []byte("{}\n")
 
 func (s *Server) finish(rt *route, start time.Time, status int, err error) {
 	d := time.Since(start)
