@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	bbolt "go.etcd.io/bbolt"
@@ -56,7 +57,30 @@ func (g *Group) commit() {
 	g.mu.Unlock()
 
 	results := make([]error, len(batch))
-	err := g.db.Update(func(tx *bbolt.Tx) error {
+	var err error
+	// Whatever happens below, even a panic in a write function, every
+	// waiter is answered and the next batch gets a leader: otherwise all
+	// later writes would wait forever.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("write panicked, nothing committed: %v", p)
+		}
+		for i, w := range batch {
+			if err != nil {
+				w.done <- err
+			} else {
+				w.done <- results[i]
+			}
+		}
+		g.mu.Lock()
+		if len(g.pending) > 0 {
+			go g.commit()
+		} else {
+			g.running = false
+		}
+		g.mu.Unlock()
+	}()
+	err = g.db.Update(func(tx *bbolt.Tx) error {
 		for i, w := range batch {
 			if err := w.fn(tx); err != nil {
 				if errors.Is(err, ErrSkip) {
@@ -68,19 +92,4 @@ func (g *Group) commit() {
 		}
 		return nil
 	})
-	for i, w := range batch {
-		if err != nil {
-			w.done <- err
-		} else {
-			w.done <- results[i]
-		}
-	}
-
-	g.mu.Lock()
-	if len(g.pending) > 0 {
-		go g.commit()
-	} else {
-		g.running = false
-	}
-	g.mu.Unlock()
 }

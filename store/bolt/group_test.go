@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -53,5 +54,22 @@ func TestGroupCommitsConcurrentWritesDurablyAndIsolatesSkips(t *testing.T) {
 	err = g.Update(func(tx *bbolt.Tx) error { return errors.New("boom") })
 	if err == nil || err.Error() != "boom" {
 		t.Fatalf("hard error: %v", err)
+	}
+}
+
+func TestGroupSurvivesAPanickingWrite(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "p.db"), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	g := NewGroup(db)
+	err = g.Update(func(tx *bbolt.Tx) error { panic("driver bug") })
+	if err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("panicking write: %v", err)
+	}
+	// Later writes are not stuck behind a leader that never finished.
+	if err := g.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("k"), []byte("v")) }); err != nil {
+		t.Fatal(err)
 	}
 }

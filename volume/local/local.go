@@ -87,6 +87,16 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 			return nil, fmt.Errorf("local volumes: %w", err)
 		}
 	}
+	// Mount points are compared with /proc/self/mountinfo, which lists
+	// absolute paths with symlinks resolved: so must ours be.
+	abs, err := filepath.Abs(cfg.StateDir)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("local volumes: state dir: %w", err)
+	}
+	cfg.StateDir = abs
 	db, err := bolt.Open(filepath.Join(cfg.StateDir, "state.db"), volumesBucket, mounts.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("local volumes: %w", err)
@@ -101,8 +111,10 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		d.log.Warn("reconciled mounts at start", "repaired", repaired)
 	}
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("local volumes: %w", err)
+		// One volume that cannot be remounted (say, a path= directory
+		// that is gone) must not take every other volume down with it:
+		// its own Mount calls will fail with the reason.
+		d.log.Error("some mounts could not be reconciled", "err", err)
 	}
 	return d, nil
 }

@@ -218,3 +218,37 @@ func TestMountPathAndStateSurviveRestart(t *testing.T) {
 		t.Fatalf("mount of a missing volume: %v", err)
 	}
 }
+
+// mountinfo lists resolved paths: a state dir reached through a symlink
+// must still be recognised as mounted, or mounts would pile up.
+func TestStateDirThroughSymlink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bind mounts need root")
+	}
+	real, allow := t.TempDir(), t.TempDir()
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, link, allow)
+	defer e.stop()
+	ctx := context.Background()
+	e.client.Create(ctx, &volume.CreateRequest{Name: "vol"})
+	for _, id := range []string{"a", "b"} {
+		if _, err := e.client.Mount(ctx, &volume.MountRequest{Name: "vol", ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := e.client.Unmount(ctx, &volume.UnmountRequest{Name: "vol", ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, _ := mounts.MountPoints()
+	for mp := range live {
+		if strings.HasPrefix(mp, real+"/") {
+			syscall.Unmount(mp, syscall.MNT_DETACH)
+			t.Errorf("mount left behind: %s", mp)
+		}
+	}
+}

@@ -62,8 +62,14 @@ func (r refs) total() int {
 	return n
 }
 
-// New returns a table over db (which must already hold Bucket).
+// New returns a table over db, creating Bucket if needed. The Mounter's
+// Root must be absolute with symlinks resolved, as mountinfo lists it.
 func New(db *bbolt.DB, m Mounter, log *slog.Logger) (*Table, error) {
+	if root := m.Root(); !filepath.IsAbs(root) {
+		return nil, fmt.Errorf("mounts: root %q is not absolute", root)
+	} else if real, err := filepath.EvalSymlinks(root); err == nil && real != filepath.Clean(root) {
+		return nil, fmt.Errorf("mounts: root %q goes through a symlink (to %s): mountinfo would never match it", root, real)
+	}
 	err := db.Update(func(tx *bbolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists([]byte(Bucket))
 		return err
