@@ -87,7 +87,8 @@ func TestClientGivesUpOnScheduleAndNeverRetriesNon200(t *testing.T) {
 
 func TestDaemonBackoffSchedule(t *testing.T) {
 	// 1+2+4+8 = 15 s of sleeps, then 15+16 >= 30 gives up: five attempts.
-	// Scaled down 1000x so the test is fast; the arithmetic is the same.
+	// Scaled down 50x so the test is fast; the arithmetic is the same, and
+	// each decision has over 100 ms of room on a busy machine.
 	dir := shortDir(t)
 	var attempts atomic.Int64
 	ln, _ := net.Listen("unix", filepath.Join(dir, "count.sock"))
@@ -103,7 +104,7 @@ func TestDaemonBackoffSchedule(t *testing.T) {
 	}()
 	defer ln.Close()
 	c, _ := plugin.NewClient("unix://"+filepath.Join(dir, "count.sock"),
-		plugin.WithBackoff(plugin.Backoff{Base: time.Millisecond, Limit: 30 * time.Millisecond}))
+		plugin.WithBackoff(plugin.Backoff{Base: 20 * time.Millisecond, Limit: 600 * time.Millisecond}))
 	if err := c.Call(context.Background(), "T.Echo", nil, nil); err == nil {
 		t.Fatal("call to a closing socket succeeded")
 	}
@@ -242,6 +243,12 @@ func TestDiscoveryOrder(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "a,b,c,d" || len(errs) != 1 {
 		t.Errorf("scan: %v, errs %v", names, errs)
+	}
+	// A name found several ways has the address Lookup gives it, as in the daemon.
+	for _, f := range found {
+		if f.Name == "c" && f.Addr != "tcp://127.0.0.1:3" {
+			t.Errorf("scan resolved c to %s, the daemon uses c/c.spec", f.Addr)
+		}
 	}
 }
 

@@ -81,17 +81,19 @@ func (r *Registry) Lookup(name string) (*Found, error) {
 
 // Scan lists every plugin the daemon would find when it lists all plugins of
 // a kind: sockets and DIR/DIR.sock in the socket dir, and .spec/.json files
-// (plain, or the first DIR/DIR.* in a subdirectory) in the spec dirs.
+// (plain, or DIR/DIR.* in a subdirectory) in the spec dirs. As the daemon
+// does, it collects names and resolves each with Lookup, so a name found
+// several ways gets the address the daemon would use.
 // Unreadable directories and unparsable spec files are reported in errs;
 // the rest of the scan goes on.
 func (r *Registry) Scan() ([]*Found, []error) {
-	var out []*Found
+	var names []string
 	var errs []error
 	seen := map[string]bool{}
-	add := func(f *Found) {
-		if !seen[f.Name] {
-			seen[f.Name] = true
-			out = append(out, f)
+	add := func(name string) {
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
 		}
 	}
 	entries, err := os.ReadDir(r.SocketDir)
@@ -101,14 +103,11 @@ func (r *Registry) Scan() ([]*Found, []error) {
 	for _, e := range entries {
 		p := filepath.Join(r.SocketDir, e.Name())
 		if e.IsDir() {
-			sub := filepath.Join(p, e.Name()+".sock")
-			if isSocket(sub) {
-				add(socketPlugin(e.Name(), sub))
+			if isSocket(filepath.Join(p, e.Name()+".sock")) {
+				add(e.Name())
 			}
-			continue
-		}
-		if name, ok := strings.CutSuffix(e.Name(), ".sock"); ok && isSocket(p) {
-			add(socketPlugin(name, p))
+		} else if name, ok := strings.CutSuffix(e.Name(), ".sock"); ok && isSocket(p) {
+			add(name)
 		}
 	}
 	for _, dir := range r.SpecDirs {
@@ -120,43 +119,29 @@ func (r *Registry) Scan() ([]*Found, []error) {
 			continue
 		}
 		for _, e := range entries {
-			p := filepath.Join(dir, e.Name())
 			name := e.Name()
 			if e.IsDir() {
-				sub, ok := firstSpecIn(p, name)
-				if !ok {
-					continue
+				for _, ext := range []string{".spec", ".json"} {
+					if st, err := os.Stat(filepath.Join(dir, name, name+ext)); err == nil && st.Mode().IsRegular() {
+						add(name)
+						break
+					}
 				}
-				p = sub
-			} else {
-				ext := filepath.Ext(name)
-				if ext != ".spec" && ext != ".json" {
-					continue
-				}
-				name = strings.TrimSuffix(name, ext)
+			} else if ext := filepath.Ext(name); ext == ".spec" || ext == ".json" {
+				add(strings.TrimSuffix(name, ext))
 			}
-			if seen[name] {
-				continue
-			}
-			f, err := ReadSpecFile(name, p)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			add(f)
 		}
+	}
+	var out []*Found
+	for _, name := range names {
+		f, err := r.Lookup(name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, f)
 	}
 	return out, errs
-}
-
-func firstSpecIn(dir, name string) (string, bool) {
-	for _, ext := range []string{".spec", ".json"} {
-		p := filepath.Join(dir, name+ext)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p, true
-		}
-	}
-	return "", false
 }
 
 func isSocket(p string) bool {
@@ -246,9 +231,11 @@ func (r *Registry) Get(ctx context.Context, name, kind string, opts ...ClientOpt
 	}
 	m, err := c.Activate(ctx)
 	if err != nil {
+		c.Close()
 		return nil, err
 	}
 	if !m.Has(kind) {
+		c.Close()
 		//lint:ignore ST1005 the daemon's exact words, which users search for
 		return nil, fmt.Errorf("Plugin does not implement the requested driver: plugin=%q, requested implementation=%q", name, kind)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -35,8 +36,12 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(" :bad"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		found, err := plugin.ParseSpec("p", "/etc/docker/plugins/p.spec", data)
-		if err == nil && !strings.Contains(found.Addr, ":") {
-			t.Fatalf("accepted %q without a scheme", data)
+		if err != nil {
+			return
+		}
+		u, perr := url.Parse(found.Addr)
+		if found.Addr != strings.TrimSpace(string(data)) || perr != nil || u.Scheme == "" {
+			t.Fatalf("accepted %q as %q", data, found.Addr)
 		}
 	})
 }

@@ -20,6 +20,8 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // ServeHTTP answers one plugin call. Every answer is a JSON object: the
 // method's result (at least {}) on 200, {"Err": msg} otherwise.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.inflight.Add(1)
+	defer s.inflight.Done()
 	start := time.Now()
 	name := strings.TrimPrefix(r.URL.Path, "/")
 	rt, ok := s.routes[name]

@@ -78,6 +78,8 @@ type Server struct {
 	activate []byte
 	unknown  *route // metrics bucket for unknown methods
 
+	inflight sync.WaitGroup // calls being answered
+
 	mu       sync.Mutex
 	ln       net.Listener
 	addr     string
@@ -169,8 +171,7 @@ func (s *Server) Listen() error {
 	var err error
 	switch {
 	case s.cfg.Listener != nil:
-		s.ln = s.cfg.Listener
-		s.addr = s.ln.Addr().Network() + "://" + s.ln.Addr().String()
+		err = s.useListener()
 	case s.cfg.TCPAddr != "":
 		err = s.listenTCP()
 	default:
@@ -209,8 +210,10 @@ func (s *Server) listenUnix() error {
 	if err != nil {
 		return fmt.Errorf("plugin %s: listen: %w", s.cfg.Name, err)
 	}
+	// net.UnixListener unlinks its socket when closed, which Shutdown does
+	// first thing; removing the path again later could delete the socket
+	// of a successor started in between.
 	s.ln = ln
-	s.cleanup = append(s.cleanup, func() { os.Remove(path) })
 	if err := os.Chmod(path, 0o660); err != nil {
 		return fmt.Errorf("plugin %s: chmod socket: %w", s.cfg.Name, err)
 	}
@@ -238,25 +241,57 @@ func lookupGroup(g string) (int, error) {
 	return strconv.Atoi(grp.Gid)
 }
 
-func (s *Server) listenTCP() error {
-	var tc *tls.Config
-	if t := s.cfg.TLS; t != nil {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+// useListener adopts a socket-activated listener. A TCP one gets the same
+// rule as --tcp-addr: TLS, or plain HTTP only when explicitly insecure.
+func (s *Server) useListener() error {
+	s.ln = s.cfg.Listener
+	s.addr = s.ln.Addr().Network() + "://" + s.ln.Addr().String()
+	if s.ln.Addr().Network() != "tcp" {
+		return nil
+	}
+	tc, err := s.serverTLS()
+	if err != nil {
+		return err
+	}
+	switch {
+	case tc != nil:
+		s.ln = tls.NewListener(s.ln, tc)
+		s.addr = "https://" + s.ln.Addr().String()
+	case !s.cfg.Insecure:
+		return fmt.Errorf("plugin %s: the activated TCP socket %s needs TLS, or the explicit insecure option", s.cfg.Name, s.ln.Addr())
+	}
+	return nil
+}
+
+// serverTLS builds the TLS configuration from cfg.TLS; nil without it.
+func (s *Server) serverTLS() (*tls.Config, error) {
+	t := s.cfg.TLS
+	if t == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: server certificate: %w", s.cfg.Name, err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
 		if err != nil {
-			return fmt.Errorf("plugin %s: server certificate: %w", s.cfg.Name, err)
+			return nil, fmt.Errorf("plugin %s: client CA: %w", s.cfg.Name, err)
 		}
-		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		if t.ClientCAFile != "" {
-			pem, err := os.ReadFile(t.ClientCAFile)
-			if err != nil {
-				return fmt.Errorf("plugin %s: client CA: %w", s.cfg.Name, err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("plugin %s: client CA %s holds no PEM certificate", s.cfg.Name, t.ClientCAFile)
-			}
-			tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("plugin %s: client CA %s holds no PEM certificate", s.cfg.Name, t.ClientCAFile)
 		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+func (s *Server) listenTCP() error {
+	tc, err := s.serverTLS()
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", s.cfg.TCPAddr)
 	if err != nil {
@@ -356,6 +391,15 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.log.Warn("in-flight calls did not finish in time; cancelling them", "timeout", s.cfg.ShutdownTimeout)
 			cancelCalls()
 			hs.Close()
+			// Close does not wait for handlers: give the cancelled calls a
+			// moment, so the caller does not close state under them.
+			done := make(chan struct{})
+			go func() { s.inflight.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+				s.log.Error("calls still running after their contexts were cancelled")
+			}
 		}
 		cancel()
 	}

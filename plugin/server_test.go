@@ -51,6 +51,13 @@ func (k *testKind) Methods() map[string]plugin.Method {
 		k.impl + ".Panic": func(ctx context.Context, body []byte) (any, error) {
 			panic("driver bug")
 		},
+		k.impl + ".WaitCtx": func(ctx context.Context, body []byte) (any, error) {
+			close(k.entered)
+			<-ctx.Done()
+			time.Sleep(50 * time.Millisecond) // e.g. rolling back
+			k.calls.Add(1)
+			return nil, ctx.Err()
+		},
 		k.impl + ".Slow": func(ctx context.Context, body []byte) (any, error) {
 			close(k.entered)
 			<-k.slow
@@ -280,6 +287,7 @@ dockplug_plugin_calls_total{method="T.Nil",plugin="metered"} 0
 dockplug_plugin_calls_total{method="T.Panic",plugin="metered"} 1
 dockplug_plugin_calls_total{method="T.Plain",plugin="metered"} 0
 dockplug_plugin_calls_total{method="T.Slow",plugin="metered"} 0
+dockplug_plugin_calls_total{method="T.WaitCtx",plugin="metered"} 0
 dockplug_plugin_calls_total{method="unknown",plugin="metered"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dockplug_plugin_calls_total"); err != nil {
@@ -295,12 +303,13 @@ dockplug_plugin_call_errors_total{method="T.Nil",plugin="metered"} 0
 dockplug_plugin_call_errors_total{method="T.Panic",plugin="metered"} 1
 dockplug_plugin_call_errors_total{method="T.Plain",plugin="metered"} 0
 dockplug_plugin_call_errors_total{method="T.Slow",plugin="metered"} 0
+dockplug_plugin_call_errors_total{method="T.WaitCtx",plugin="metered"} 0
 dockplug_plugin_call_errors_total{method="unknown",plugin="metered"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(wantErrs), "dockplug_plugin_call_errors_total"); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := testutil.GatherAndCount(reg, "dockplug_plugin_call_duration_seconds"); n != 8 {
+	if n, _ := testutil.GatherAndCount(reg, "dockplug_plugin_call_duration_seconds"); n != 9 {
 		t.Fatalf("histograms = %d", n)
 	}
 }
@@ -341,5 +350,53 @@ func TestNewServerRejectsBadConfig(t *testing.T) {
 	}
 	if _, err := plugin.NewServer(plugin.Config{Name: "dup"}, newKind("T"), newKind("T")); err == nil {
 		t.Error("duplicate methods accepted")
+	}
+}
+
+// A forced shutdown cancels the calls' contexts and waits for them to
+// return, so the caller never closes state under a running call.
+func TestForcedShutdownWaitsForCancelledCalls(t *testing.T) {
+	k := newKind("T")
+	dir, _ := os.MkdirTemp("/tmp", "pt")
+	defer os.RemoveAll(dir)
+	r, err := plugintest.StartIn(dir, plugin.Config{Name: "forced", SocketDir: dir, ShutdownTimeout: 50 * time.Millisecond}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Client.Call(context.Background(), "T.WaitCtx", nil, nil)
+	<-k.entered
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if k.calls.Load() != 1 {
+		t.Fatal("Serve returned before the cancelled call finished")
+	}
+}
+
+func TestActivatedTCPListenerNeedsTLSOrInsecure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv, _ := plugin.NewServer(plugin.Config{Name: "act", Listener: ln}, newKind("T"))
+	if err := srv.Listen(); err == nil || !strings.Contains(err.Error(), "needs TLS") {
+		t.Fatalf("plain activated TCP: %v", err)
+	}
+	p := newPKI(t)
+	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	dir := shortDir(t)
+	r, err := plugintest.StartIn(dir, plugin.Config{Name: "act", Listener: ln2,
+		TLS: &plugin.ServerTLS{CertFile: p.serverCert, KeyFile: p.serverKey}}, newKind("T"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	if !strings.HasPrefix(r.Server.Addr(), "https://127.0.0.1:") {
+		t.Fatalf("addr %s", r.Server.Addr())
+	}
+	c, _ := plugin.NewClient(r.Server.Addr(), plugin.WithTLS(&plugin.TLSOptions{CAFile: p.ca}), plugin.WithBackoff(plugin.Backoff{}))
+	if _, err := c.Activate(context.Background()); err != nil {
+		t.Fatalf("activate over TLS: %v", err)
 	}
 }

@@ -84,7 +84,7 @@ func listPlugins(ctx context.Context, reg *plugin.Registry, timeout time.Duratio
 	for i, f := range found {
 		entries[i] = lsEntry{Name: f.Name, Addr: f.Addr, Source: f.Source}
 		wg.Go(func() {
-			c, err := f.Client(plugin.WithBackoff(plugin.Backoff{}), plugin.WithTimeout(timeout))
+			c, err := f.Client(plugin.WithBackoff(plugin.Backoff{}))
 			if err != nil {
 				entries[i].Error = err.Error()
 				return

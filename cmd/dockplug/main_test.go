@@ -316,3 +316,17 @@ func TestConfigPrecedence(t *testing.T) {
 		t.Fatalf("typo in config: %v", err)
 	}
 }
+
+func TestEnvironmentValuesAreNotSplit(t *testing.T) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	arr := fs.StringArray("ipam-default-pool", nil, "")
+	sl := fs.StringSlice("volume-allowed-path", nil, "")
+	t.Setenv("DOCKPLUG_IPAM_DEFAULT_POOL", "base=10.0.0.0/8,size=24")
+	t.Setenv("DOCKPLUG_VOLUME_ALLOWED_PATH", "/a,/b")
+	if err := applyConfig(fs, ""); err != nil {
+		t.Fatal(err)
+	}
+	if len(*arr) != 1 || (*arr)[0] != "base=10.0.0.0/8,size=24" || strings.Join(*sl, "|") != "/a|/b" {
+		t.Fatalf("array %q, slice %q", *arr, *sl)
+	}
+}

@@ -82,7 +82,9 @@ func applyConfig(fs *pflag.FlagSet, configPath string) error {
 		}
 		env := "DOCKPLUG_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(env); ok {
-			if err := setFlag(f, strings.Split(v, ",")...); err != nil {
+			// One Set: a slice flag parses its own comma list, and an
+			// array flag (base=..,size=..) must not be split.
+			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", env, err))
 			}
 			return
