@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/dockplug/dockplug/ipam"
@@ -252,5 +253,94 @@ func TestSerialAsPoolOption(t *testing.T) {
 	a2, _ := f.addr(p.PoolID, "", nil)
 	if a1 != "10.30.0.1/24" || a2 != "10.30.0.2/24" {
 		t.Fatalf("serial pool option ignored: %s then %s", a1, a2)
+	}
+}
+
+// consistent checks that a local pool's allocator and its durable records
+// hold the same addresses.
+func consistent(t *testing.T, d *Driver, poolID string) {
+	t.Helper()
+	d.local.mu.Lock()
+	p, ok := d.local.pools[poolID]
+	var mem []string
+	if ok {
+		for a := range p.a.All() {
+			mem = append(mem, a.String())
+		}
+	}
+	d.local.mu.Unlock()
+	if !ok {
+		return
+	}
+	infos, err := d.local.Addresses(context.Background(), poolID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disk []string
+	for _, a := range infos {
+		disk = append(disk, a.Address.String())
+	}
+	if strings.Join(mem, ",") != strings.Join(disk, ",") {
+		t.Fatalf("pool %s: memory %v, disk %v", poolID, mem, disk)
+	}
+}
+
+// A duplicate release racing with the allocation that reuses the address
+// must not free it in memory while it is on disk (and acknowledged).
+func TestReleaseRacingReallocation(t *testing.T) {
+	d, err := New(Config{StateDir: t.TempDir(), HostID: "h", HostRoutes: func() ([]netip.Prefix, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	info, err := d.local.RequestPool(ctx, PoolRequest{Pool: netip.MustParsePrefix("10.40.0.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := netip.MustParseAddr("10.40.0.1")
+	for range 500 {
+		if _, err := d.local.RequestAddress(ctx, AddrRequest{PoolID: info.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.local.ReleaseAddress(ctx, info.ID, x); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { d.local.RequestAddress(ctx, AddrRequest{PoolID: info.ID}) })
+		for range 4 { // duplicate releases, e.g. a client retrying
+			wg.Go(func() { d.local.ReleaseAddress(ctx, info.ID, x) })
+		}
+		wg.Wait()
+		consistent(t, d, info.ID)
+		d.local.ReleaseAddress(ctx, info.ID, x)
+	}
+}
+
+// Pool IDs repeat: an allocation queued for a released pool must not land
+// in its successor with the same ID.
+func TestAllocationRacingPoolRecreation(t *testing.T) {
+	d, err := New(Config{StateDir: t.TempDir(), HostID: "h", HostRoutes: func() ([]netip.Prefix, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	cidr := netip.MustParsePrefix("10.41.0.0/24")
+	for range 500 {
+		p1, err := d.local.RequestPool(ctx, PoolRequest{Pool: cidr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { d.local.RequestAddress(ctx, AddrRequest{PoolID: p1.ID}) })
+		wg.Go(func() {
+			if err := d.local.ReleasePool(ctx, p1.ID); err == nil {
+				d.local.RequestPool(ctx, PoolRequest{Pool: cidr})
+			}
+		})
+		wg.Wait()
+		consistent(t, d, p1.ID)
+		d.local.ReleasePool(ctx, p1.ID)
 	}
 }

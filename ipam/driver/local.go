@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -34,10 +35,11 @@ type poolRecord struct {
 
 // localSpace keeps pools and addresses in bbolt, with an in-memory
 // allocator per pool rebuilt at start. Each change is fsync'd before the
-// call returns; concurrent address calls share commits (bbolt's Batch).
+// call returns; concurrent address calls share commits (store/bolt.Group).
 //
 // Ordering keeps memory and disk consistent without holding the lock over
-// an fsync: an allocation is taken in memory first and written after (a
+// an address call's fsync (pool calls, which are rare, do hold it): an
+// allocation is taken in memory first and written after (a
 // crash in between loses only an unacknowledged address); a release is
 // written first and freed in memory after, so no one can be handed an
 // address whose release is not yet durable.
@@ -55,6 +57,12 @@ type localSpace struct {
 type localPool struct {
 	rec poolRecord
 	a   *alloc.Allocator
+	// gone is set before the pool's release is written. Pool IDs repeat
+	// (the same CIDR, or the lowest free subnet again), so a write queued
+	// for this pool must not land in a successor with the same ID: bbolt
+	// runs one write transaction at a time, and each one that follows the
+	// release sees the flag.
+	gone atomic.Bool
 }
 
 // newLocalSpace loads every pool and address from db.
@@ -157,6 +165,7 @@ func (s *localSpace) ReleasePool(ctx context.Context, poolID string) error {
 	if !ok {
 		return plugin.NotFound("no pool %s", poolID)
 	}
+	p.gone.Store(true)
 	err := s.put(func(tx *bbolt.Tx) error {
 		if err := tx.Bucket([]byte(poolsBucket)).Delete([]byte(poolID)); err != nil {
 			return err
@@ -167,6 +176,7 @@ func (s *localSpace) ReleasePool(ctx context.Context, poolID string) error {
 		return nil
 	})
 	if err != nil {
+		p.gone.Store(false)
 		return err
 	}
 	delete(s.pools, poolID)
@@ -189,7 +199,7 @@ func (s *localSpace) RequestAddress(ctx context.Context, req AddrRequest) (netip
 	}
 	info := AddrInfo{Address: addr, Endpoint: req.Endpoint, Gateway: req.Gateway, Host: s.hostID, MAC: req.MAC, At: time.Now().UTC()}
 	err = s.batch(func(tx *bbolt.Tx) error {
-		if tx.Bucket([]byte(poolsBucket)).Get([]byte(req.PoolID)) == nil {
+		if p.gone.Load() {
 			return &plugin.Error{Status: 404, Msg: "pool " + req.PoolID + " was released", Err: bolt.ErrSkip}
 		}
 		b, err := tx.Bucket([]byte(addrsBucket)).CreateBucketIfNotExists([]byte(req.PoolID))
@@ -234,12 +244,19 @@ func (s *localSpace) ReleaseAddress(ctx context.Context, poolID string, addr net
 	if !held {
 		return nil
 	}
+	// Delete only a durable record, and free the address in memory only
+	// if one was deleted: an allocation taken in memory but not yet
+	// written (or a pool released meanwhile) is not this release's to free.
 	err := s.batch(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket([]byte(addrsBucket)).Bucket([]byte(poolID)); b != nil {
-			return b.Delete([]byte(addr.String()))
+		b := tx.Bucket([]byte(addrsBucket)).Bucket([]byte(poolID))
+		if p.gone.Load() || b == nil || b.Get([]byte(addr.String())) == nil {
+			return errNotHeld
 		}
-		return nil
+		return b.Delete([]byte(addr.String()))
 	})
+	if errors.Is(err, errNotHeld) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -293,6 +310,9 @@ func (s *localSpace) Addresses(ctx context.Context, poolID string) ([]AddrInfo, 
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
 	return out, nil
 }
+
+// errNotHeld declines a release whose address has no durable record.
+var errNotHeld = fmt.Errorf("address not held: %w", bolt.ErrSkip)
 
 // put runs one durable write; bbolt fsyncs before Update returns.
 func (s *localSpace) put(fn func(tx *bbolt.Tx) error) error {
