@@ -1619,12 +1619,20 @@ func (s *globalSpace) ReleaseAddress(ctx context.Context, poolID string, a netip
 	s.resolveDoubts(ctx, p)
 	key := p.addrKey(s, a)
 	nonce := newNonce()
+	// sent is the create revision of the record a delete was sent for: if
+	// its reply was lost, the retry finds that record gone (or replaced by
+	// a new allocation, which it must not delete) and knows it succeeded.
+	var sent int64
 	for range maxCAS {
 		var gone, mine bool
 		err := s.do(ctx, func(ctx context.Context) error {
 			resp, err := s.cli.Get(ctx, key)
 			if err != nil {
 				return err
+			}
+			if sent != 0 && (len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != sent) {
+				gone, mine = true, true
+				return nil
 			}
 			if len(resp.Kvs) == 0 {
 				gone = true
@@ -1658,13 +1666,14 @@ func (s *globalSpace) ReleaseAddress(ctx context.Context, poolID string, a netip
 						poolID, a, rec.Host, rec.Endpoint, s.host)
 				}
 				gone, mine = true, true
+				sent = kv.CreateRevision
 				tr, err = s.cli.Txn(ctx).If(cmp).Then(clientv3.OpDelete(key)).Commit()
 			}
 			if err != nil {
 				return err
 			}
 			if !tr.Succeeded {
-				gone = false
+				gone, sent = false, 0
 				return errCASConflict
 			}
 			return nil
