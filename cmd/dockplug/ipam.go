@@ -33,7 +33,7 @@ process) which pools it holds, and which endpoint on which host holds each addre
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.PersistentFlags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the plugin")
 	connect := func() (*driver.AdminClient, func(), error) {
-		c, err := plugin.NewClient("unix://"+filepath.Join(socketDir, name+".sock"), plugin.WithBackoff(plugin.Backoff{}))
+		c, err := runningPlugin(socketDir, name)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -102,6 +102,12 @@ process) which pools it holds, and which endpoint on which host holds each addre
 	}
 	cmd.AddCommand(ls, show)
 	return cmd
+}
+
+// runningPlugin is a client for a plugin served on this host, without the
+// daemon's retries: a plugin that is not running fails at once.
+func runningPlugin(socketDir, name string) (*plugin.Client, error) {
+	return plugin.NewClient("unix://"+filepath.Join(socketDir, name+".sock"), plugin.WithBackoff(plugin.Backoff{}))
 }
 
 func orDash(s string, ok bool) string {

@@ -24,7 +24,7 @@ func init() {
 			if err != nil {
 				return nil, nil, err
 			}
-			return []plugin.Kind{volume.NewHandler(d)}, d.Close, nil
+			return []plugin.Kind{volume.NewHandler(d), d.Admin()}, d.Close, nil
 		},
 	})
 }
