@@ -246,7 +246,7 @@ func TestLsShowsLiveAndStalePluginsQuickly(t *testing.T) {
 	for _, e := range entries {
 		got[e.Name] = e
 	}
-	if e := got["dockplug-volume"]; e.Error != "" || strings.Join(e.Implements, ",") != "VolumeDriver" {
+	if e := got["dockplug-volume"]; e.Error != "" || strings.Join(e.Implements, ",") != "VolumeDriver,dockplug.volume-admin" {
 		t.Errorf("live plugin: %+v", e)
 	}
 	if e := got["stale"]; e.Error == "" {
