@@ -605,6 +605,10 @@ func (s *globalSpace) ReleasePool(ctx context.Context, poolID string) error {
 	for range maxCAS {
 		var left, deleted bool
 		err := s.do(ctx, func(ctx context.Context) error {
+			// Each attempt decides afresh: a retry may find another host
+			// joined meanwhile and take the update path instead.
+			left, deleted = false, false
+			deleting := false
 			resp, err := s.cli.Get(ctx, key)
 			if err != nil {
 				return err
@@ -642,14 +646,14 @@ func (s *globalSpace) ReleasePool(ctx context.Context, poolID string) error {
 			var tr *clientv3.TxnResponse
 			if len(rec.Hosts) == 0 {
 				// The last holder: the pool goes with its blocks and addresses.
-				sentDelete = kv.CreateRevision
+				sentDelete, deleting = kv.CreateRevision, true
 				tr, err = s.cli.Txn(ctx).If(cmp).Then(
 					clientv3.OpDelete(key),
 					clientv3.OpDelete(s.addrDir(seg), clientv3.WithPrefix()),
 					clientv3.OpDelete(s.blockDir(seg), clientv3.WithPrefix()),
 				).Commit()
-				deleted = true
 			} else {
+				sentDelete = 0
 				rec.Ops = addOp(rec.Ops, nonce)
 				tr, err = s.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(mustJSON(rec)))).Commit()
 			}
@@ -660,6 +664,7 @@ func (s *globalSpace) ReleasePool(ctx context.Context, poolID string) error {
 				sentDelete = 0
 				return errCASConflict
 			}
+			deleted = deleting
 			return nil
 		})
 		if errors.Is(err, errCASConflict) {
