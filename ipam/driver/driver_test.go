@@ -349,3 +349,23 @@ func TestAllocationRacingPoolRecreation(t *testing.T) {
 		d.local.ReleasePool(ctx, p1.ID)
 	}
 }
+
+func TestGatewayRequestIsIdempotent(t *testing.T) {
+	f := newFixture(t)
+	p := f.pool(t, "local", "10.31.0.0/24", "", false)
+	gwOpts := map[string]string{ipam.OptRequestAddressType: ipam.Gateway}
+	g1, err1 := f.addr(p.PoolID, "", gwOpts)
+	g2, err2 := f.addr(p.PoolID, "", gwOpts)
+	if err1 != nil || err2 != nil || g1 != "10.31.0.1/24" || g2 != g1 {
+		t.Fatalf("gateways %s %s (%v %v)", g1, g2, err1, err2)
+	}
+	show, _ := f.admin.Pool(context.Background(), p.PoolID)
+	if len(show.Addresses) != 1 {
+		t.Fatalf("two gateway records: %+v", show.Addresses)
+	}
+	// Released, the next gateway request allocates again.
+	f.c.ReleaseAddress(context.Background(), &ipam.ReleaseAddressRequest{PoolID: p.PoolID, Address: "10.31.0.1"})
+	if g3, _ := f.addr(p.PoolID, "", gwOpts); g3 != "10.31.0.1/24" {
+		t.Fatalf("gateway after release: %s", g3)
+	}
+}

@@ -191,6 +191,13 @@ func (s *localSpace) RequestAddress(ctx context.Context, req AddrRequest) (netip
 		s.mu.Unlock()
 		return netip.Addr{}, plugin.NotFound("no pool %s", req.PoolID)
 	}
+	if req.Gateway && !req.Address.IsValid() && p.rec.Gateway.IsValid() {
+		// One gateway per pool, as in the global space: asking again
+		// answers the same (already durable) address.
+		gw := p.rec.Gateway
+		s.mu.Unlock()
+		return gw, nil
+	}
 	req.Serial = req.Serial || serialPool(p.rec.Options)
 	addr, err := pick(p.a, req)
 	s.mu.Unlock()
