@@ -223,6 +223,38 @@ func (p *plug) client() *volume.Client {
 	return volume.NewClient(c)
 }
 
+// newPlug prepares (but does not start) a plugin named prefix-<random>
+// with its own state dir under /tmp/prefix*. kind "" is dockplug-volume.
+func newPlug(t *testing.T, prefix, kind string, impl, serveArgs []string) *plug {
+	t.Helper()
+	name := prefix + "-" + randHex(4)
+	root, err := os.MkdirTemp("/tmp", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &plug{Kind: kind, Impl: impl, Name: name, Root: root, State: filepath.Join(root, name),
+		Sock: socketPath(name), args: serveArgs, out: &syncBuffer{}}
+}
+
+// removeContainers brings a killed plugin back (the daemon's cleanup calls
+// need it) and removes the test's labelled containers with rm -f and the
+// extra flags.
+func removeContainers(ctx context.Context, t *testing.T, p *plug, label string, rmFlags ...string) {
+	if !p.running() && p.everStarted() {
+		if err := p.start(); err != nil {
+			t.Errorf("teardown: restart plugin: %v", err)
+		}
+	}
+	if out, err := daemon.Docker(ctx, "ps", "-aq", "--filter", "label="+label); err != nil {
+		t.Errorf("teardown: %v", err)
+	} else if ids := strings.Fields(out); len(ids) > 0 {
+		args := append(append([]string{"rm", "-f"}, rmFlags...), ids...)
+		if _, err := daemon.Docker(ctx, args...); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+	}
+}
+
 // env is one test's plugin and what the test made in the daemon.
 type env struct {
 	t     *testing.T
@@ -237,13 +269,8 @@ type env struct {
 func setup(t *testing.T, serveArgs ...string) *env {
 	t.Helper()
 	need(t)
-	name := "dpv-" + randHex(4)
-	root, err := os.MkdirTemp("/tmp", "dpv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &plug{Name: name, Root: root, State: filepath.Join(root, name), Sock: socketPath(name), args: serveArgs, out: &syncBuffer{}}
-	e := &env{t: t, p: p, label: "dockplug-e2e=" + name}
+	p := newPlug(t, "dpv", "", nil, serveArgs)
+	e := &env{t: t, p: p, label: "dockplug-e2e=" + p.Name}
 	t.Cleanup(e.teardown)
 	if err := p.start(); err != nil {
 		t.Fatal(err)
@@ -258,18 +285,7 @@ func (e *env) teardown() {
 
 	// Containers first: removing them makes the daemon send the last
 	// Unmounts, which needs the plugin up.
-	if !e.p.running() && e.p.everStarted() {
-		if err := e.p.start(); err != nil {
-			t.Errorf("teardown: restart plugin: %v", err)
-		}
-	}
-	if out, err := daemon.Docker(ctx, "ps", "-aq", "--filter", "label="+e.label); err != nil {
-		t.Errorf("teardown: %v", err)
-	} else if ids := strings.Fields(out); len(ids) > 0 {
-		if _, err := daemon.Docker(ctx, append([]string{"rm", "-f", "-v"}, ids...)...); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-	}
+	removeContainers(ctx, t, e.p, e.label, "-v")
 	if e.p.running() {
 		// Filtered by driver: an unfiltered ls asks every driver the daemon
 		// ever saw, and dead ones stall it for 15 s (G3).

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -38,14 +37,8 @@ type ipamEnv struct {
 func setupIpam(t *testing.T) *ipamEnv {
 	t.Helper()
 	need(t)
-	name := "dpi-" + randHex(4)
-	root, err := os.MkdirTemp("/tmp", "dpi")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &plug{Kind: "dockplug-ipam", Impl: []string{ipam.Implements, driver.AdminKind},
-		Name: name, Root: root, State: filepath.Join(root, name), Sock: socketPath(name), out: &syncBuffer{}}
-	e := &ipamEnv{t: t, p: p, label: "dockplug-e2e=" + name}
+	p := newPlug(t, "dpi", "dockplug-ipam", []string{ipam.Implements, driver.AdminKind}, nil)
+	e := &ipamEnv{t: t, p: p, label: "dockplug-e2e=" + p.Name}
 	t.Cleanup(e.teardown)
 	if err := p.start(); err != nil {
 		t.Fatal(err)
@@ -62,18 +55,7 @@ func (e *ipamEnv) teardown() {
 	t := e.t
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if !e.p.running() && e.p.everStarted() {
-		if err := e.p.start(); err != nil {
-			t.Errorf("teardown: restart plugin: %v", err)
-		}
-	}
-	if out, err := daemon.Docker(ctx, "ps", "-aq", "--filter", "label="+e.label); err != nil {
-		t.Errorf("teardown: %v", err)
-	} else if ids := strings.Fields(out); len(ids) > 0 {
-		if _, err := daemon.Docker(ctx, append([]string{"rm", "-f"}, ids...)...); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-	}
+	removeContainers(ctx, t, e.p, e.label)
 	if out, err := daemon.Docker(ctx, "network", "ls", "-q", "--filter", "label="+e.label); err != nil {
 		t.Errorf("teardown: %v", err)
 	} else if ids := strings.Fields(out); len(ids) > 0 {
