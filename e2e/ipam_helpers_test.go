@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dockplug/dockplug/ipam"
+	"github.com/dockplug/dockplug/internal/dockertest"
 	"github.com/dockplug/dockplug/ipam/driver"
 	"github.com/dockplug/dockplug/plugin"
 )
@@ -286,44 +287,15 @@ func heldAddrs(res *driver.PoolResponse) map[netip.Addr]string {
 	return out
 }
 
-// Whether the daemon sends the endpoint (container) name in RequestAddress
-// (Options["com.docker.network.endpoint.name"]). moby added it in 2025
-// (moby/moby#50586); dockerd 20.10 sends no name at all, so the plugin can
-// record none. Learnt from the first address a test sees, then required of
-// every other one.
-var epNames struct {
-	sync.Mutex
-	known, sent bool
-}
-
 // expectedHeld turns want (address -> container name, "" for addresses no
-// container holds) into what the plugin should record: the container
-// names if the daemon sends them, else "". If that is not known yet, it is
-// learnt from got, which must then record either exactly the container
-// name or nothing.
-func expectedHeld(t *testing.T, want, got map[netip.Addr]string) map[netip.Addr]string {
-	t.Helper()
-	epNames.Lock()
-	defer epNames.Unlock()
-	if !epNames.known {
-		for a, name := range want {
-			g, ok := got[a]
-			if name == "" || !ok {
-				continue
-			}
-			switch g {
-			case name:
-				epNames.known, epNames.sent = true, true
-			case "":
-				epNames.known, epNames.sent = true, false
-				t.Logf("the daemon sends no endpoint name to IPAM drivers (before moby/moby#50586): the plugin records %s with none", a)
-			}
-			break
-		}
-	}
+// container holds) into what the plugin should record. Engine 29 sends the
+// endpoint (container) name in RequestAddress
+// (Options["com.docker.network.endpoint.name"], moby/moby#50586), so the
+// plugin records it; dockerd 20.10 sends none, so it records "".
+func expectedHeld(want map[netip.Addr]string) map[netip.Addr]string {
 	out := make(map[netip.Addr]string, len(want))
 	for a, name := range want {
-		if epNames.known && !epNames.sent {
+		if engine() == dockertest.Engine2010 {
 			name = ""
 		}
 		out[a] = name

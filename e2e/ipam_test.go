@@ -176,7 +176,7 @@ func TestIpamSubnetGatewayIP(t *testing.T) {
 			names[w.Addr()] = c
 		}
 		got := heldAddrs(sh)
-		if exp := expectedHeld(t, names, got); !maps.Equal(got, exp) {
+		if exp := expectedHeld(names); !maps.Equal(got, exp) {
 			t.Errorf("ipam show %s: %v, want %v", ref, got, exp)
 		}
 	}
@@ -577,7 +577,7 @@ func (e *ipamEnv) waitHeld(poolID string, want map[netip.Addr]string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		got := heldAddrs(e.show(poolID))
-		exp := expectedHeld(e.t, want, got)
+		exp := expectedHeld(want)
 		if maps.Equal(got, exp) {
 			return
 		}
@@ -633,7 +633,7 @@ func (e *ipamEnv) checkConsistent(network, poolID string, subnet netip.Prefix) {
 			problems = append(problems, fmt.Sprintf("%s has the gateway address %s", c, sh.Pool.Gateway))
 		}
 		recorded := heldAddrs(sh)
-		if exp := expectedHeld(e.t, real, recorded); !maps.Equal(recorded, exp) {
+		if exp := expectedHeld(real); !maps.Equal(recorded, exp) {
 			problems = append(problems, fmt.Sprintf("plugin records %v (gateway aside), containers have %v", recorded, real))
 		}
 		if len(problems) == 0 {

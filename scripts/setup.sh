@@ -20,3 +20,6 @@ if ! command -v staticcheck >/dev/null; then
 	echo "setup: installing staticcheck"
 	(cd / && GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)
 fi
+
+# The second judge: Engine 29 in a private prefix (built once, ~10 minutes).
+bash "$(dirname "$0")/engine29.sh"

@@ -17,8 +17,12 @@ go vet ./...
 echo "== staticcheck"
 staticcheck ./...
 
-echo "== go test -race"
+echo "== go test -race (end-to-end tests on dockerd 20.10)"
 go test -race -count=1 -timeout 40m "$@" ./...
+
+# Every end-to-end test runs again on the second engine.
+echo "== go test -race, end-to-end tests on Engine 29"
+DOCKPLUG_E2E_ENGINE=29 go test -race -count=1 -timeout 40m "$@" ./e2e/ ./internal/dockertest/
 
 if [ -f bench/go.mod ]; then
 	echo "== bench module: vet, compile and its fairness tests"

@@ -98,6 +98,7 @@ const (
 var ErrUnavailable = errors.New("docker e2e environment unavailable")
 
 type config struct {
+	engine        Engine // "" is SelectedEngine()
 	flags         []string
 	storageDriver string
 	logf          func(format string, args ...any)
@@ -129,8 +130,10 @@ type Daemon struct {
 	Subnet        netip.Prefix // subnet of Bridge
 	Gateway       netip.Addr   // address of Bridge inside Subnet
 	StorageDriver string       // storage driver passed to dockerd ("" if given via WithFlags)
+	Engine        Engine       // which engine this is
 
 	dockerd string
+	path    string // dockerd's PATH: finds its containerd, runc, docker-proxy
 	cli     string
 	args    []string
 	client  *http.Client
@@ -158,12 +161,17 @@ func Available() error {
 	if uid := os.Geteuid(); uid != 0 {
 		return fmt.Errorf("%w: needs root (euid %d)", ErrUnavailable, uid)
 	}
-	for _, name := range []string{"dockerd", "docker", "ip"} {
+	for _, name := range []string{"docker", "ip"} {
 		if _, err := lookTool(name); err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
-	return nil
+	e, err := SelectedEngine()
+	if err != nil {
+		return err
+	}
+	_, _, err = engineTools(e)
+	return err
 }
 
 // Skip skips the calling test with a visible reason when Available fails or
@@ -241,7 +249,14 @@ func StartMain(opts ...Option) (*Daemon, func(), error) {
 }
 
 func start(cfg config) (_ *Daemon, retErr error) {
-	dockerd, err := lookTool("dockerd")
+	engine := cfg.engine
+	if engine == "" {
+		var err error
+		if engine, err = SelectedEngine(); err != nil {
+			return nil, err
+		}
+	}
+	dockerd, path, err := engineTools(engine)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +288,9 @@ func start(cfg config) (_ *Daemon, retErr error) {
 		ExecRoot:      filepath.Join(dir, "exec"),
 		LogFile:       filepath.Join(dir, "dockerd.log"),
 		StorageDriver: driver,
+		Engine:        engine,
 		dockerd:       dockerd,
+		path:          path,
 		cli:           cli,
 	}
 	d.Host = "unix://" + d.Socket
@@ -351,7 +368,7 @@ func (d *Daemon) launch() error {
 	}
 	defer logf.Close() // dockerd has its own copy
 	cmd := exec.Command(d.dockerd, d.args...)
-	cmd.Env = filteredEnv()
+	cmd.Env = d.daemonEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Own process group: a terminal ^C reaches only the test binary,
@@ -546,6 +563,23 @@ func lookTool(name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s not found in PATH or sbin dirs", name)
+}
+
+// daemonEnv is dockerd's environment: filteredEnv with the engine's PATH.
+func (d *Daemon) daemonEnv() []string {
+	var env []string
+	for _, kv := range filteredEnv() {
+		if !strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "PATH="+d.path)
+	if d.Engine == Engine29 {
+		// Read by dockerd itself (not a DOCKER_* client variable that
+		// filteredEnv drops on purpose).
+		env = append(env, "DOCKER_MIN_API_VERSION="+minAPIVersion2010CLI)
+	}
+	return env
 }
 
 // filteredEnv is the process environment without DOCKER_* variables, which
