@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockplug/dockplug/ipam"
 	"github.com/dockplug/dockplug/internal/dockertest"
+	"github.com/dockplug/dockplug/ipam"
 	"github.com/dockplug/dockplug/ipam/driver"
 	"github.com/dockplug/dockplug/plugin"
 )
