@@ -3,6 +3,7 @@ package dockertest
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -104,36 +105,62 @@ func deleteRuncContainers(root string) {
 	if err != nil {
 		return
 	}
-	runc, err := lookTool("runc")
-	if err != nil {
-		return
+	// The dir does not say which engine made it: try Engine 29's runc,
+	// then the system's, until one deletes the container.
+	var runcs []string
+	if p := filepath.Join(engine29Prefix(), "bin", "runc"); isExecutable(p) {
+		runcs = append(runcs, p)
+	}
+	if p, err := lookTool("runc"); err == nil {
+		runcs = append(runcs, p)
 	}
 	for _, ns := range nss {
 		ids, _ := os.ReadDir(filepath.Join(root, ns.Name()))
 		for _, id := range ids {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			// Errors are not fatal: killProcs and the mount cleanup follow.
-			_ = exec.CommandContext(ctx, runc, "--root", filepath.Join(root, ns.Name()), "delete", "--force", id.Name()).Run()
-			cancel()
+			for _, runc := range runcs {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				// Errors are not fatal: killProcs and the mount cleanup follow.
+				err := exec.CommandContext(ctx, runc, "--root", filepath.Join(root, ns.Name()), "delete", "--force", id.Name()).Run()
+				cancel()
+				if err == nil {
+					break
+				}
+			}
 		}
 	}
 }
 
 // removeShimSockets removes the sockets of the shims of the tasks below
-// taskRoot (<ns>/<id>/address holds "unix:///run/containerd/s/<hash>").
+// taskRoot: containerd 1.x writes <ns>/<id>/address holding
+// "unix:///run/containerd/s/<hash>", containerd 2 <ns>/<id>/bootstrap.json
+// with that address in its "address" field.
 func removeShimSockets(taskRoot string) {
-	addrs, _ := filepath.Glob(filepath.Join(taskRoot, "*", "*", "address"))
-	for _, a := range addrs {
-		b, err := os.ReadFile(a)
-		if err != nil {
-			continue
-		}
-		p := strings.TrimPrefix(strings.TrimSpace(string(b)), "unix://")
-		// Never remove anything else, whatever the file says.
-		if filepath.Dir(p) == "/run/containerd/s" {
-			_ = os.Remove(p)
+	bundles, _ := filepath.Glob(filepath.Join(taskRoot, "*", "*"))
+	for _, dir := range bundles {
+		for _, p := range shimAddresses(dir) {
+			p = strings.TrimPrefix(p, "unix://")
+			// Never remove anything else, whatever the file says.
+			if filepath.Dir(p) == "/run/containerd/s" {
+				_ = os.Remove(p)
+			}
 		}
 	}
+}
+
+func shimAddresses(bundle string) []string {
+	var out []string
+	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err == nil {
+		out = append(out, strings.TrimSpace(string(b)))
+	}
+	if b, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json")); err == nil {
+		var boot struct {
+			Address string `json:"address"`
+		}
+		if json.Unmarshal(b, &boot) == nil && boot.Address != "" {
+			out = append(out, boot.Address)
+		}
+	}
+	return out
 }
 
 func isDockerProc(name string) bool {

@@ -2,6 +2,7 @@ package dockertest
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/netip"
 	"os"
@@ -121,11 +122,7 @@ func TestTeardownAfterCrash(t *testing.T) {
 	d := Start(t)
 	id := strings.TrimSpace(d.Run(t, "-d", d.Image(t), "sleep", "1000"))
 	cpid := strings.TrimSpace(d.MustDocker(t, "inspect", "-f", "{{.State.Pid}}", id))
-	addr, err := os.ReadFile(filepath.Join(d.ExecRoot, "containerd", "daemon", "io.containerd.runtime.v2.task", "moby", id, "address"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	shimSock := strings.TrimPrefix(strings.TrimSpace(string(addr)), "unix://")
+	shimSock := shimSocket(t, filepath.Join(d.ExecRoot, "containerd", "daemon", "io.containerd.runtime.v2.task", "moby", id))
 	pid := d.Pid()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -210,4 +207,32 @@ func assertGone(t *testing.T, dir, bridge string, pid int) {
 	if pid != 0 && alive(pid) {
 		t.Errorf("dockerd %d still running", pid)
 	}
+}
+
+// shimSocket reads the shim's socket from its bundle: containerd 1.x
+// (20.10) writes an "address" file, containerd 2 (Engine 29) a
+// "bootstrap.json" with the address in it.
+func shimSocket(t *testing.T, bundle string) string {
+	t.Helper()
+	var addr string
+	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err == nil {
+		addr = strings.TrimSpace(string(b))
+	} else if b, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json")); err == nil {
+		var boot struct{ Address string }
+		if err := json.Unmarshal(b, &boot); err != nil {
+			t.Fatalf("%s/bootstrap.json: %v", bundle, err)
+		}
+		addr = boot.Address
+	} else {
+		ents, _ := os.ReadDir(bundle)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("no shim address in %s (has %v)", bundle, names)
+	}
+	if addr == "" {
+		t.Fatalf("empty shim address in %s", bundle)
+	}
+	return strings.TrimPrefix(addr, "unix://")
 }

@@ -75,7 +75,7 @@ func engineTools(e Engine) (dockerd, path string, err error) {
 	case Engine29:
 		bin := filepath.Join(engine29Prefix(), "bin")
 		for _, b := range engine29Bins {
-			if st, err := os.Stat(filepath.Join(bin, b)); err != nil || st.Mode()&0o111 == 0 {
+			if !isExecutable(filepath.Join(bin, b)) {
 				return "", "", fmt.Errorf("%w: Engine 29's %s is not in %s (run scripts/engine29.sh)", ErrUnavailable, b, bin)
 			}
 		}
@@ -87,4 +87,9 @@ func engineTools(e Engine) (dockerd, path string, err error) {
 	default:
 		return "", "", fmt.Errorf("unknown engine %q", e)
 	}
+}
+
+func isExecutable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
