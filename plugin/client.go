@@ -207,15 +207,20 @@ func (c *Client) Addr() string { return c.addr }
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // Call sends method (e.g. "VolumeDriver.Get") with args (nil: empty body)
-// and decodes a 200 answer into ret (nil: ignore the body). A non-200 answer
-// is a *StatusError and is never retried.
+// and decodes a 200 answer into ret (nil: the body is not read, as in the
+// daemon). A non-200 answer is a *StatusError. Only a failure to get the
+// answer's headers is retried (see CallRaw).
 func (c *Client) Call(ctx context.Context, method string, args, ret any) error {
+	if ret == nil {
+		resp, err := c.post(ctx, method, args)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
 	body, err := c.CallRaw(ctx, method, args)
 	if err != nil {
 		return err
-	}
-	if ret == nil {
-		return nil
 	}
 	return DecodeResponse(method, body, ret)
 }
@@ -233,7 +238,42 @@ func DecodeResponse(method string, body []byte, ret any) error {
 }
 
 // CallRaw is Call without decoding: it returns the body of a 200 answer.
+//
+// As in the daemon (pkg/plugins client.go callWithRetry), a call is
+// retried on the Backoff schedule only when no answer's headers arrived:
+// dial errors, write errors, a connection closed before the status line.
+// A non-200 answer is never retried, and neither is a failure while reading
+// the body once the headers arrived: the plugin may have executed the call.
+// Like the daemon's decoder, which stops reading at the end of the first
+// JSON value, a body that breaks off after a complete value is an answer.
 func (c *Client) CallRaw(ctx context.Context, method string, args any) ([]byte, error) {
+	resp, err := c.post(ctx, method, args)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil && !holdsValue(body, err) {
+		return nil, fmt.Errorf("%s: read response: %w", method, err)
+	}
+	return body, nil
+}
+
+// holdsValue reports whether a json.Decoder reading body and then getting
+// err decodes a value, as the daemon's decoder on the broken stream would.
+func holdsValue(body []byte, err error) bool {
+	var v json.RawMessage
+	r := io.MultiReader(bytes.NewReader(body), errReader{err})
+	return json.NewDecoder(r).Decode(&v) == nil
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// post sends the call, retrying transport errors, and returns a 200
+// answer with its body unread; any other status is a *StatusError.
+func (c *Client) post(ctx context.Context, method string, args any) (*http.Response, error) {
 	var payload []byte
 	if args != nil {
 		var buf bytes.Buffer
@@ -242,17 +282,30 @@ func (c *Client) CallRaw(ctx context.Context, method string, args any) ([]byte, 
 		}
 		payload = buf.Bytes()
 	}
-	var out []byte
+	var resp *http.Response
 	err := c.backoff.retry(ctx, func() error {
 		var err error
-		out, err = c.once(ctx, method, payload)
+		resp, err = c.once(ctx, method, bytes.NewReader(payload))
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil { // the daemon's text for it: the read error's
+			return nil, &StatusError{Status: resp.StatusCode, Method: method, Msg: err.Error()}
+		}
+		return nil, &StatusError{Status: resp.StatusCode, Method: method, Msg: errorText(body)}
+	}
+	return resp, nil
 }
 
-func (c *Client) once(ctx context.Context, method string, payload []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+method, bytes.NewReader(payload))
+// once is one attempt: the daemon's http.Client.Do. Its errors, and only
+// its errors, are transport errors.
+func (c *Client) once(ctx context.Context, method string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+method, body)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", method, err)
 	}
@@ -267,15 +320,7 @@ func (c *Client) once(ctx context.Context, method string, payload []byte) ([]byt
 		}
 		return nil, &transportError{fmt.Errorf("%s: %w", method, err)}
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, &transportError{fmt.Errorf("%s: read response: %w", method, err)}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, &StatusError{Status: resp.StatusCode, Method: method, Msg: errorText(body)}
-	}
-	return body, nil
+	return resp, nil
 }
 
 // errorText is the daemon's rule: the "Err" string of a JSON body, else the
