@@ -58,8 +58,9 @@ func (b Backoff) next(retries int) time.Duration {
 }
 
 // retry runs fn until it returns an error that is not a transport error, or
-// the schedule is used up, or ctx ends.
-func (b Backoff) retry(ctx context.Context, fn func() error) error {
+// the schedule is used up, or ctx ends. onRetry, if set, sees each error
+// that is about to be retried.
+func (b Backoff) retry(ctx context.Context, onRetry func(error), fn func() error) error {
 	start := time.Now()
 	for retries := 0; ; retries++ {
 		err := fn()
@@ -69,6 +70,9 @@ func (b Backoff) retry(ctx context.Context, fn func() error) error {
 		wait := b.next(retries)
 		if time.Since(start)+wait >= b.Limit {
 			return err
+		}
+		if onRetry != nil {
+			onRetry(err)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -87,6 +91,8 @@ type clientConfig struct {
 	tls     *TLSOptions
 	backoff Backoff
 	timeout time.Duration
+	drained bool
+	onRetry func(error) // tests only (export_test.go)
 }
 
 // WithTLS sets the TLS options for https addresses.
@@ -100,15 +106,29 @@ func WithBackoff(b Backoff) ClientOption { return func(c *clientConfig) { c.back
 // `enable --timeout`. Legacy plugins get none from the daemon (the default).
 func WithTimeout(d time.Duration) ClientOption { return func(c *clientConfig) { c.timeout = d } }
 
+// WithDrainedRetry makes retries send what the daemon's do. The daemon
+// encodes the arguments once into a bytes.Buffer and builds each attempt's
+// request from that same buffer, so an attempt that wrote the body drains
+// it: a retry after the plugin read the request (and, say, died before
+// answering) carries an empty body with Content-Length 0, while a retry
+// after a dial failure, which wrote nothing, still carries the whole body.
+// Without this option a retry resends the whole body. It is for tests and
+// conformance checks: a plugin must answer such an empty body with an
+// error and change nothing.
+func WithDrainedRetry() ClientOption { return func(c *clientConfig) { c.drained = true } }
+
 // Client calls a plugin the way dockerd does: POST /<Method>, Accept
 // v1.2+json, no Content-Type, JSON body or empty body for nil arguments,
-// retries on transport errors only.
+// retries on transport errors only. Unless WithDrainedRetry is given, a
+// retry resends the whole body where the daemon's may send none.
 type Client struct {
 	addr    string
 	base    string // scheme://host, no path (the daemon drops any path)
 	host    string // Host header override
 	http    *http.Client
 	backoff Backoff
+	drained bool
+	onRetry func(error)
 }
 
 // NewClient returns a client for addr: unix:///path, tcp://host:port,
@@ -127,7 +147,7 @@ func NewClient(addr string, opts ...ClientOption) (*Client, error) {
 		IdleConnTimeout: 30 * time.Second,
 	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
-	c := &Client{addr: addr, backoff: cfg.backoff}
+	c := &Client{addr: addr, backoff: cfg.backoff, drained: cfg.drained, onRetry: cfg.onRetry}
 	switch u.Scheme {
 	case "unix":
 		path := u.Path
@@ -274,18 +294,23 @@ func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 // post sends the call, retrying transport errors, and returns a 200
 // answer with its body unread; any other status is a *StatusError.
 func (c *Client) post(ctx context.Context, method string, args any) (*http.Response, error) {
-	var payload []byte
+	var buf bytes.Buffer
 	if args != nil {
-		var buf bytes.Buffer
 		if err := json.NewEncoder(&buf).Encode(args); err != nil {
 			return nil, fmt.Errorf("%s: encode request: %w", method, err)
 		}
-		payload = buf.Bytes()
 	}
+	payload := buf.Bytes()
 	var resp *http.Response
-	err := c.backoff.retry(ctx, func() error {
+	err := c.backoff.retry(ctx, c.onRetry, func() error {
+		// The daemon's request reads the shared buffer itself, which
+		// http.NewRequest sizes (Content-Length) from what is left in it.
+		var body io.Reader = &buf
+		if !c.drained {
+			body = bytes.NewReader(payload)
+		}
 		var err error
-		resp, err = c.once(ctx, method, bytes.NewReader(payload))
+		resp, err = c.once(ctx, method, body)
 		return err
 	})
 	if err != nil {
