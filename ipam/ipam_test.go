@@ -544,7 +544,7 @@ func TestClientErrorConventionsG12(t *testing.T) {
 	wantStatus(t, err, 409, `IpamDriver.RequestAddress: {"Error":"exhausted"}`)
 	s.set(MethodGetDefaultAddressSpaces, 503, "overloaded\n")
 	_, err = c.GetDefaultAddressSpaces(ctx)
-	wantStatus(t, err, 503, "IpamDriver.GetDefaultAddressSpaces: overloaded")
+	wantStatus(t, err, 503, "IpamDriver.GetDefaultAddressSpaces: overloaded\n") // raw, as the daemon
 
 	// G19: an empty 200 body is an error.
 	s.set(MethodGetDefaultAddressSpaces, 200, "")

@@ -719,7 +719,7 @@ func TestClientBadAnswers(t *testing.T) {
 	c = rawServe(t, &recorder{answers: map[string]rawAnswer{"": {status: http.StatusBadGateway, body: "upstream down\n"}}})
 	for m, err := range clientCalls(c) {
 		se := statusOf(t, err)
-		if se.Status != 502 || err.Error() != "NetworkDriver."+m+": upstream down" {
+		if se.Status != 502 || err.Error() != "NetworkDriver."+m+": upstream down\n" {
 			t.Errorf("%s: %v", m, err)
 		}
 	}

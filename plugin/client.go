@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -349,13 +348,13 @@ func (c *Client) once(ctx context.Context, method string, body io.Reader) (*http
 }
 
 // errorText is the daemon's rule: the "Err" string of a JSON body, else the
-// raw body.
+// raw body exactly as sent (whitespace and trailing newline included).
 func errorText(body []byte) string {
 	var e struct{ Err string }
 	if json.Unmarshal(body, &e) == nil && e.Err != "" {
 		return e.Err
 	}
-	return strings.TrimSpace(string(body))
+	return string(body)
 }
 
 // Manifest is the answer to Plugin.Activate.

@@ -143,3 +143,30 @@ func TestBodyBreakingAfterCompleteValue(t *testing.T) {
 		t.Errorf("%d requests, want 1", n)
 	}
 }
+
+// The text of a non-200 answer is the daemon's: the "Err" string when the
+// body is JSON with a non-empty Err, else the body exactly as sent.
+func TestStatusErrorText(t *testing.T) {
+	for _, tc := range []struct{ body, msg string }{
+		{`{"Err":"teapot"}`, "teapot"},
+		{`{"Err":"  spaced\n"}`, "  spaced\n"},
+		{`{"err":"any case"}`, "any case"},
+		{"upstream down\n", "upstream down\n"},
+		{"  padded  ", "  padded  "},
+		{`{"Err":""}` + "\n", `{"Err":""}` + "\n"},
+		{`{"Error":"ipam key"}`, `{"Error":"ipam key"}`},
+		{`{"Err":7}`, `{"Err":7}`},
+		{"", ""},
+	} {
+		srv := serveRaw(t, filepath.Join(shortDir(t), "p.sock"), func(_ int, conn net.Conn) {
+			fmt.Fprintf(conn, "HTTP/1.1 418 I'm a teapot\r\nContent-Length: %d\r\n\r\n%s", len(tc.body), tc.body)
+		})
+		c, _ := plugin.NewClient("unix://"+srv.path, fastRetries)
+		err := c.Call(context.Background(), "T.Echo", nil, nil)
+		c.Close()
+		var se *plugin.StatusError
+		if !errors.As(err, &se) || se.Status != 418 || se.Msg != tc.msg || err.Error() != "T.Echo: "+tc.msg {
+			t.Errorf("body %q: %#v (%v), want message %q", tc.body, se, err, tc.msg)
+		}
+	}
+}
