@@ -516,7 +516,7 @@ func TestClientFailures(t *testing.T) {
 	}{
 		{500, `{"Err":"policy error"}`, "plugin p failed with error: AuthZPlugin.AuthZReq: policy error"},
 		{500, `{"Allow":true}`, `plugin p failed with error: AuthZPlugin.AuthZReq: {"Allow":true}`},
-		{404, "404 page not found\n", "plugin p failed with error: AuthZPlugin.AuthZReq: 404 page not found"},
+		{404, "404 page not found\n", "plugin p failed with error: AuthZPlugin.AuthZReq: 404 page not found\n"}, // raw body, as the daemon
 	} {
 		s.set(tc.status, tc.body)
 		res, err := c.AuthZReq(ctx, req)

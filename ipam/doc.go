@@ -17,7 +17,9 @@
 //     non-200 is a *plugin.StatusError whose text is "IpamDriver.X: <Err or
 //     raw body>".
 //   - GetCapabilities and GetDefaultAddressSpaces arrive with an empty body
-//     (G19); the Handler ignores their bodies altogether.
+//     (G19); the Handler ignores their bodies altogether. The other methods
+//     always get a JSON object, so an empty body there (a daemon retry that
+//     lost its body) is answered 400 and reaches no driver.
 //   - The daemon only validates a few answers: RequestPool's Pool must parse
 //     as a prefix, RequestAddress must return a non-empty Address in CIDR
 //     form ("no address returned" otherwise). The Handler checks a driver's

@@ -44,10 +44,26 @@ func (h *Handler) Methods() map[string]plugin.Method {
 	return map[string]plugin.Method{
 		MethodGetCapabilities:         h.getCapabilities,
 		MethodGetDefaultAddressSpaces: h.getDefaultAddressSpaces,
-		MethodRequestPool:             plugin.Handle(h.requestPool),
+		MethodRequestPool:             needBody(plugin.Handle(h.requestPool)),
 		MethodReleasePool:             plugin.Handle(h.releasePool),
 		MethodRequestAddress:          plugin.Handle(h.requestAddress),
 		MethodReleaseAddress:          plugin.Handle(h.releaseAddress),
+	}
+}
+
+// needBody refuses an empty body before m runs. The daemon sends every
+// method that has arguments a JSON object, even when all its fields are
+// zero, so an empty body is a retry that lost it: the daemon resends its
+// drained request buffer (plugin.WithDrainedRetry). RequestPool needs this:
+// its zero request is valid (any pool in the space ""), and running it
+// would allocate a pool nobody asked for. The other methods refuse an
+// empty PoolID instead.
+func needBody(m plugin.Method) plugin.Method {
+	return func(ctx context.Context, body []byte) (any, error) {
+		if len(body) == 0 {
+			return nil, plugin.BadRequest("request has no body")
+		}
+		return m(ctx, body)
 	}
 }
 

@@ -199,13 +199,40 @@ func TestEmptyBodies(t *testing.T) {
 			}
 		}
 	}
-	// An empty RequestPool body decodes to the zero request: any pool.
-	if _, err := r.Client.CallRaw(ctx, MethodRequestPool, nil); err != nil {
-		t.Fatal(err)
+}
+
+// Every method with arguments gets a JSON object from the daemon, so an
+// empty body is a daemon retry that lost it (plugin.WithDrainedRetry): it
+// is a 400 and reaches no driver, even where the zero request would be
+// valid (RequestPool: any pool). The argument-less methods still answer.
+func TestEmptyBodyChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	f := newFake()
+	r, _ := serve(t, f)
+	for _, tc := range []struct{ method, err string }{
+		{MethodGetCapabilities, ""},
+		{MethodGetDefaultAddressSpaces, ""},
+		{MethodRequestPool, "IpamDriver.RequestPool: request has no body"},
+		{MethodReleasePool, "IpamDriver.ReleasePool: PoolID is required"},
+		{MethodRequestAddress, "IpamDriver.RequestAddress: PoolID is required"},
+		{MethodReleaseAddress, "IpamDriver.ReleaseAddress: PoolID is required"},
+	} {
+		_, err := r.Client.CallRaw(ctx, tc.method, nil)
+		if tc.err == "" {
+			if err != nil {
+				t.Errorf("%s with an empty body: %v", tc.method, err)
+			}
+			continue
+		}
+		wantStatus(t, err, 400, tc.err)
 	}
-	// But ReleasePool without a PoolID is refused.
-	_, err := r.Client.CallRaw(ctx, MethodReleasePool, nil)
-	wantStatus(t, err, 400, "IpamDriver.ReleasePool: PoolID is required")
+	if got, want := f.called(), []string{"GetCapabilities", "GetDefaultAddressSpaces"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("driver calls %v, want only %v", got, want)
+	}
+	// {} is a request like the daemon's, with every field zero: served.
+	if _, err := r.Client.CallRaw(ctx, MethodRequestPool, json.RawMessage(`{}`)); err != nil {
+		t.Fatalf("RequestPool {}: %v", err)
+	}
 }
 
 func wantStatus(t *testing.T, err error, status int, text string) {
@@ -544,7 +571,7 @@ func TestClientErrorConventionsG12(t *testing.T) {
 	wantStatus(t, err, 409, `IpamDriver.RequestAddress: {"Error":"exhausted"}`)
 	s.set(MethodGetDefaultAddressSpaces, 503, "overloaded\n")
 	_, err = c.GetDefaultAddressSpaces(ctx)
-	wantStatus(t, err, 503, "IpamDriver.GetDefaultAddressSpaces: overloaded")
+	wantStatus(t, err, 503, "IpamDriver.GetDefaultAddressSpaces: overloaded\n") // raw, as the daemon
 
 	// G19: an empty 200 body is an error.
 	s.set(MethodGetDefaultAddressSpaces, 200, "")

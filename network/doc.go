@@ -7,8 +7,10 @@
 // The quirks of the daemon (moby daemon/libnetwork/drivers/remote) this
 // package hides, with the gotcha numbers of the protocol reference:
 //
-//   - GetCapabilities arrives with an empty body (G19); every answer is at
-//     least {} because an empty 200 body is an error. Scope must be "local"
+//   - GetCapabilities arrives with an empty body (G19); every other method
+//     gets a JSON object, so the Handler answers an empty body there (a
+//     daemon retry that lost its body) with a 400 that reaches no driver.
+//     Every answer is at least {} because an empty 200 body is an error. Scope must be "local"
 //     or "global", or the driver is silently not registered: the Handler
 //     answers a driver's bad Scope with a 500 that says so.
 //   - Errors: a non-200 answer reads "NetworkDriver.<Method>: <Err>"; a 200

@@ -63,12 +63,12 @@ func (h *Handler) Methods() map[string]plugin.Method {
 		mLeave:            plugin.Handle(h.leave),
 	}
 	if d, ok := h.d.(Discoverer); ok {
-		m[mDiscoverNew] = plugin.Handle(func(ctx context.Context, req *DiscoveryNotification) (any, error) {
+		m[mDiscoverNew] = needBody(plugin.Handle(func(ctx context.Context, req *DiscoveryNotification) (any, error) {
 			return nil, d.DiscoverNew(ctx, req)
-		})
-		m[mDiscoverDelete] = plugin.Handle(func(ctx context.Context, req *DiscoveryNotification) (any, error) {
+		}))
+		m[mDiscoverDelete] = needBody(plugin.Handle(func(ctx context.Context, req *DiscoveryNotification) (any, error) {
 			return nil, d.DiscoverDelete(ctx, req)
-		})
+		}))
 	}
 	if d, ok := h.d.(NetworkAllocator); ok {
 		m[mAllocateNetwork] = plugin.Handle(func(ctx context.Context, req *AllocateNetworkRequest) (*AllocateNetworkResponse, error) {
@@ -88,9 +88,9 @@ func (h *Handler) Methods() map[string]plugin.Method {
 		})
 	}
 	if d, ok := h.d.(GwAllocChecker); ok {
-		m[mGwAllocCheck] = plugin.Handle(func(ctx context.Context, req *GwAllocCheckRequest) (*GwAllocCheckResponse, error) {
+		m[mGwAllocCheck] = needBody(plugin.Handle(func(ctx context.Context, req *GwAllocCheckRequest) (*GwAllocCheckResponse, error) {
 			return d.GwAllocCheck(ctx, req)
-		})
+		}))
 	}
 	if d, ok := h.d.(ExternalConnectivity); ok {
 		m[mProgramExternalConnectivity] = plugin.Handle(func(ctx context.Context, req *ProgramExternalConnectivityRequest) (any, error) {
@@ -107,6 +107,22 @@ func (h *Handler) Methods() map[string]plugin.Method {
 		})
 	}
 	return m
+}
+
+// needBody refuses an empty body before m runs. The daemon sends every
+// method that has arguments a JSON object, even when all its fields are
+// zero, so an empty body is a retry that lost it: the daemon resends its
+// drained request buffer (plugin.WithDrainedRetry). The methods with
+// required IDs refuse an empty one; this is for those with no field the
+// Handler requires, whose zero request would reach the driver
+// (GwAllocCheck, DiscoverNew, DiscoverDelete).
+func needBody(m plugin.Method) plugin.Method {
+	return func(ctx context.Context, body []byte) (any, error) {
+		if len(body) == 0 {
+			return nil, plugin.BadRequest("request has no body")
+		}
+		return m(ctx, body)
+	}
 }
 
 // getCapabilities ignores the body: the daemon sends none (G19).

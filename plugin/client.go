@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -58,8 +57,9 @@ func (b Backoff) next(retries int) time.Duration {
 }
 
 // retry runs fn until it returns an error that is not a transport error, or
-// the schedule is used up, or ctx ends.
-func (b Backoff) retry(ctx context.Context, fn func() error) error {
+// the schedule is used up, or ctx ends. onRetry, if set, sees each error
+// that is about to be retried.
+func (b Backoff) retry(ctx context.Context, onRetry func(error), fn func() error) error {
 	start := time.Now()
 	for retries := 0; ; retries++ {
 		err := fn()
@@ -69,6 +69,9 @@ func (b Backoff) retry(ctx context.Context, fn func() error) error {
 		wait := b.next(retries)
 		if time.Since(start)+wait >= b.Limit {
 			return err
+		}
+		if onRetry != nil {
+			onRetry(err)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -87,6 +90,8 @@ type clientConfig struct {
 	tls     *TLSOptions
 	backoff Backoff
 	timeout time.Duration
+	drained bool
+	onRetry func(error) // tests only (export_test.go)
 }
 
 // WithTLS sets the TLS options for https addresses.
@@ -100,15 +105,29 @@ func WithBackoff(b Backoff) ClientOption { return func(c *clientConfig) { c.back
 // `enable --timeout`. Legacy plugins get none from the daemon (the default).
 func WithTimeout(d time.Duration) ClientOption { return func(c *clientConfig) { c.timeout = d } }
 
+// WithDrainedRetry makes retries send what the daemon's do. The daemon
+// encodes the arguments once into a bytes.Buffer and builds each attempt's
+// request from that same buffer, so an attempt that wrote the body drains
+// it: a retry after the plugin read the request (and, say, died before
+// answering) carries an empty body with Content-Length 0, while a retry
+// after a dial failure, which wrote nothing, still carries the whole body.
+// Without this option a retry resends the whole body. It is for tests and
+// conformance checks: a plugin must answer such an empty body with an
+// error and change nothing.
+func WithDrainedRetry() ClientOption { return func(c *clientConfig) { c.drained = true } }
+
 // Client calls a plugin the way dockerd does: POST /<Method>, Accept
 // v1.2+json, no Content-Type, JSON body or empty body for nil arguments,
-// retries on transport errors only.
+// retries on transport errors only. Unless WithDrainedRetry is given, a
+// retry resends the whole body where the daemon's may send none.
 type Client struct {
 	addr    string
 	base    string // scheme://host, no path (the daemon drops any path)
 	host    string // Host header override
 	http    *http.Client
 	backoff Backoff
+	drained bool
+	onRetry func(error)
 }
 
 // NewClient returns a client for addr: unix:///path, tcp://host:port,
@@ -127,7 +146,7 @@ func NewClient(addr string, opts ...ClientOption) (*Client, error) {
 		IdleConnTimeout: 30 * time.Second,
 	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
-	c := &Client{addr: addr, backoff: cfg.backoff}
+	c := &Client{addr: addr, backoff: cfg.backoff, drained: cfg.drained, onRetry: cfg.onRetry}
 	switch u.Scheme {
 	case "unix":
 		path := u.Path
@@ -207,15 +226,20 @@ func (c *Client) Addr() string { return c.addr }
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // Call sends method (e.g. "VolumeDriver.Get") with args (nil: empty body)
-// and decodes a 200 answer into ret (nil: ignore the body). A non-200 answer
-// is a *StatusError and is never retried.
+// and decodes a 200 answer into ret (nil: the body is not read, as in the
+// daemon). A non-200 answer is a *StatusError. Only a failure to get the
+// answer's headers is retried (see CallRaw).
 func (c *Client) Call(ctx context.Context, method string, args, ret any) error {
+	if ret == nil {
+		resp, err := c.post(ctx, method, args)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
 	body, err := c.CallRaw(ctx, method, args)
 	if err != nil {
 		return err
-	}
-	if ret == nil {
-		return nil
 	}
 	return DecodeResponse(method, body, ret)
 }
@@ -233,26 +257,79 @@ func DecodeResponse(method string, body []byte, ret any) error {
 }
 
 // CallRaw is Call without decoding: it returns the body of a 200 answer.
+//
+// As in the daemon (pkg/plugins client.go callWithRetry), a call is
+// retried on the Backoff schedule only when no answer's headers arrived:
+// dial errors, write errors, a connection closed before the status line.
+// A non-200 answer is never retried, and neither is a failure while reading
+// the body once the headers arrived: the plugin may have executed the call.
+// Like the daemon's decoder, which stops reading at the end of the first
+// JSON value, a body that breaks off after a complete value is an answer.
 func (c *Client) CallRaw(ctx context.Context, method string, args any) ([]byte, error) {
-	var payload []byte
+	resp, err := c.post(ctx, method, args)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil && !holdsValue(body, err) {
+		return nil, fmt.Errorf("%s: read response: %w", method, err)
+	}
+	return body, nil
+}
+
+// holdsValue reports whether a json.Decoder reading body and then getting
+// err decodes a value, as the daemon's decoder on the broken stream would.
+func holdsValue(body []byte, err error) bool {
+	var v json.RawMessage
+	r := io.MultiReader(bytes.NewReader(body), errReader{err})
+	return json.NewDecoder(r).Decode(&v) == nil
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// post sends the call, retrying transport errors, and returns a 200
+// answer with its body unread; any other status is a *StatusError.
+func (c *Client) post(ctx context.Context, method string, args any) (*http.Response, error) {
+	var buf bytes.Buffer
 	if args != nil {
-		var buf bytes.Buffer
 		if err := json.NewEncoder(&buf).Encode(args); err != nil {
 			return nil, fmt.Errorf("%s: encode request: %w", method, err)
 		}
-		payload = buf.Bytes()
 	}
-	var out []byte
-	err := c.backoff.retry(ctx, func() error {
+	payload := buf.Bytes()
+	var resp *http.Response
+	err := c.backoff.retry(ctx, c.onRetry, func() error {
+		// The daemon's request reads the shared buffer itself, which
+		// http.NewRequest sizes (Content-Length) from what is left in it.
+		var body io.Reader = &buf
+		if !c.drained {
+			body = bytes.NewReader(payload)
+		}
 		var err error
-		out, err = c.once(ctx, method, payload)
+		resp, err = c.once(ctx, method, body)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil { // the daemon's text for it: the read error's
+			return nil, &StatusError{Status: resp.StatusCode, Method: method, Msg: err.Error()}
+		}
+		return nil, &StatusError{Status: resp.StatusCode, Method: method, Msg: errorText(body)}
+	}
+	return resp, nil
 }
 
-func (c *Client) once(ctx context.Context, method string, payload []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+method, bytes.NewReader(payload))
+// once is one attempt: the daemon's http.Client.Do. Its errors, and only
+// its errors, are transport errors.
+func (c *Client) once(ctx context.Context, method string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+method, body)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", method, err)
 	}
@@ -267,25 +344,17 @@ func (c *Client) once(ctx context.Context, method string, payload []byte) ([]byt
 		}
 		return nil, &transportError{fmt.Errorf("%s: %w", method, err)}
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, &transportError{fmt.Errorf("%s: read response: %w", method, err)}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, &StatusError{Status: resp.StatusCode, Method: method, Msg: errorText(body)}
-	}
-	return body, nil
+	return resp, nil
 }
 
 // errorText is the daemon's rule: the "Err" string of a JSON body, else the
-// raw body.
+// raw body exactly as sent (whitespace and trailing newline included).
 func errorText(body []byte) string {
 	var e struct{ Err string }
 	if json.Unmarshal(body, &e) == nil && e.Err != "" {
 		return e.Err
 	}
-	return strings.TrimSpace(string(body))
+	return string(body)
 }
 
 // Manifest is the answer to Plugin.Activate.

@@ -214,7 +214,7 @@ func (r *Registry) Get(ctx context.Context, name, kind string, opts ...ClientOpt
 		o(&cfg)
 	}
 	var found *Found
-	err := cfg.backoff.retry(ctx, func() error {
+	err := cfg.backoff.retry(ctx, cfg.onRetry, func() error {
 		var err error
 		found, err = r.Lookup(name)
 		if errors.Is(err, ErrNotFound) {

@@ -79,8 +79,10 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &se) && se.Status == http.StatusNotFound
 }
 
-// IsTransport reports whether err happened before the plugin answered
-// (connection refused, socket missing, reset): the only errors the daemon retries.
+// IsTransport reports whether err happened before an answer's headers
+// arrived (connection refused, socket missing, connection closed before the
+// status line): the only errors the daemon retries. A failure while reading
+// the body of an answer is not one.
 func IsTransport(err error) bool {
 	var te *transportError
 	return errors.As(err, &te)

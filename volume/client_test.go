@@ -166,7 +166,7 @@ func TestNon200(t *testing.T) {
 	wantStatus(t, err, 500, "VolumeDriver.Mount: no disk")
 
 	p.answer(MethodRemove, http.StatusBadGateway, "upstream said no\n")
-	wantStatus(t, c.Remove(ctx, &RemoveRequest{Name: "v"}), 502, "VolumeDriver.Remove: upstream said no")
+	wantStatus(t, c.Remove(ctx, &RemoveRequest{Name: "v"}), 502, "VolumeDriver.Remove: upstream said no\n")
 
 	// An "Error" key is not "Err": the raw body shows.
 	p.answer(MethodCreate, http.StatusInternalServerError, `{"Error":"x"}`)

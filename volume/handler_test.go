@@ -368,6 +368,11 @@ func TestEmptyBody(t *testing.T) {
 			}
 		}
 	}
+	// Nothing else reached the driver: an empty body (say, a daemon retry
+	// that lost it, plugin.WithDrainedRetry) acts on no volume.
+	if calls := d.callLog(); len(calls) != 2 || !strings.HasPrefix(calls[0], "List") || !strings.HasPrefix(calls[1], "Capabilities") {
+		t.Errorf("driver calls %q, want only List and Capabilities", calls)
+	}
 	// The daemon's own encoding of the argument-less calls.
 	for _, m := range []string{MethodList, MethodCapabilities} {
 		if status, body := postRaw(t, r, m, "{}\n"); status != http.StatusOK {
