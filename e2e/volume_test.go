@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockplug/dockplug/internal/dockertest"
 	"github.com/dockplug/dockplug/volume"
 )
 
@@ -329,6 +332,28 @@ func TestLsRmPrune(t *testing.T) {
 		}
 	} else if slices.Contains(deleted, busy) {
 		t.Errorf("API %.2f: volume prune deleted the volume in use: %v", api, deleted)
+	}
+	// The Engine API's newest prune, all=true (named volumes too), still
+	// prunes only the built-in driver's volumes on Engine 29: an unused
+	// plugin volume (v2) survives every prune, on both engines.
+	if engine() == dockertest.Engine29 {
+		local2 := e.vol("local2")
+		e.docker("volume", "create", "-d", "local", "--label", e.label, local2)
+		t.Cleanup(func() { daemon.Docker(context.Background(), "volume", "rm", "-f", local2) })
+		f := url.QueryEscape(`{"label":["` + e.label + `"],"all":["true"]}`)
+		resp, err := daemon.Client().Post(dockertest.APIBaseURL+"/v1.56/volumes/prune?filters="+f, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res struct{ VolumesDeleted []string }
+		err = json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("API 1.56 prune: %d %v", resp.StatusCode, err)
+		}
+		if !slices.Equal(res.VolumesDeleted, []string{local2}) {
+			t.Errorf("Engine 29, API 1.56, all=true: prune deleted %v, want only the local volume %s", res.VolumesDeleted, local2)
+		}
 	}
 	if got, want := e.volumes(), []string{busy, v2}; !slices.Equal(got, want) {
 		t.Errorf("after prune: volume ls %v, want %v", got, want)
