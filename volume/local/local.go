@@ -176,7 +176,7 @@ func (d *Driver) parseOpts(opts map[string]string) (*parsedOpts, error) {
 			if err == nil && n > 0o7777 {
 				err = errors.New("more than 4 octal digits")
 			}
-			p.mode = fs.FileMode(n)
+			p.mode = fileMode(uint32(n))
 		case "path":
 			p.path, err = d.allowedPath(v)
 		default:
@@ -192,6 +192,23 @@ func (d *Driver) parseOpts(opts map[string]string) (*parsedOpts, error) {
 		return nil, plugin.BadRequest("unknown option(s) %s; known options: %s", strings.Join(unknown, ", "), strings.Join(knownOptions, ", "))
 	}
 	return p, nil
+}
+
+// fileMode turns a chmod(1) number into an fs.FileMode. FileMode keeps the
+// setuid, setgid and sticky bits elsewhere than 07000, and os.Chmod reads
+// them only there: fs.FileMode(01777) is plain 0777.
+func fileMode(n uint32) fs.FileMode {
+	m := fs.FileMode(n & 0o777)
+	if n&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if n&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if n&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
 }
 
 // allowedPath resolves symlinks before checking the prefix, so a link under
@@ -255,13 +272,15 @@ func (d *Driver) Create(ctx context.Context, req *volume.CreateRequest) error {
 		if err := os.MkdirAll(r.DataPath, 0o755); err != nil {
 			return fmt.Errorf("create volume %s: %w", req.Name, err)
 		}
-		if err := os.Chmod(r.DataPath, p.mode); err != nil {
-			return fmt.Errorf("create volume %s: %w", req.Name, err)
-		}
+		// Owner before mode: chown(2) may clear the setuid and setgid bits
+		// (Linux does on files, not on directories; POSIX leaves it open).
 		if p.uid >= 0 || p.gid >= 0 {
 			if err := os.Chown(r.DataPath, p.uid, p.gid); err != nil {
 				return fmt.Errorf("create volume %s: %w", req.Name, err)
 			}
+		}
+		if err := os.Chmod(r.DataPath, p.mode); err != nil {
+			return fmt.Errorf("create volume %s: %w", req.Name, err)
 		}
 	} else if p.uid >= 0 || p.gid >= 0 || req.Opts["mode"] != "" {
 		return plugin.BadRequest("options uid, gid and mode apply to new directories, not to path=%s", p.path)

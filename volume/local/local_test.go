@@ -252,3 +252,36 @@ func TestStateDirThroughSymlink(t *testing.T) {
 		}
 	}
 }
+
+// mode= takes the setuid, setgid and sticky bits too: a shared scratch
+// volume is 1777, a group directory 2775.
+func TestModeKeepsSpecialBits(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		opts map[string]string
+		want uint32 // st_mode & 07777
+	}{
+		{map[string]string{"mode": "1777"}, 0o1777},
+		{map[string]string{"mode": "2775", "gid": "1001"}, 0o2775},
+		{map[string]string{"mode": "04750", "uid": "1000"}, 0o4750},
+		{map[string]string{"mode": "7777", "uid": "1000", "gid": "1001"}, 0o7777},
+		{map[string]string{"mode": "0700"}, 0o700},
+	} {
+		name := "m" + c.opts["mode"]
+		if err := e.client.Create(ctx, &volume.CreateRequest{Name: name, Opts: c.opts}); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(e.dir, "volumes", name, "_data"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode & 0o7777; got != c.want {
+			t.Errorf("mode=%s %v: directory mode %04o, want %04o", c.opts["mode"], c.opts, got, c.want)
+		}
+	}
+	err := e.client.Create(ctx, &volume.CreateRequest{Name: "big", Opts: map[string]string{"mode": "10000"}})
+	if statusOf(err) != 400 || !strings.Contains(err.Error(), `option mode="10000": more than 4 octal digits`) {
+		t.Errorf("mode=10000: %v", err)
+	}
+}
