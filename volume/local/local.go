@@ -23,6 +23,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/dockplug/dockplug/plugin"
 	"github.com/dockplug/dockplug/store/bolt"
@@ -231,16 +232,32 @@ func (d *Driver) allowedPath(p string) (string, error) {
 	if !st.IsDir() {
 		return "", errors.New("not a directory")
 	}
+	if d.allowedBase(real) == "" {
+		return "", fmt.Errorf("not under an allowed path (%s)", strings.Join(d.cfg.AllowedPaths, ", "))
+	}
+	return real, nil
+}
+
+// allowedBase is the outermost allowed prefix, with symlinks resolved,
+// that holds the resolved path real; "" if none does.
+func (d *Driver) allowedBase(real string) string {
+	base := ""
 	for _, a := range d.cfg.AllowedPaths {
 		ra, err := filepath.EvalSymlinks(a)
 		if err != nil {
 			continue
 		}
-		if rel, err := filepath.Rel(ra, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return real, nil
+		if within(ra, real) && (base == "" || len(ra) < len(base)) {
+			base = ra
 		}
 	}
-	return "", fmt.Errorf("not under an allowed path (%s)", strings.Join(d.cfg.AllowedPaths, ", "))
+	return base
+}
+
+// within reports whether p is dir or below it (both clean and absolute).
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // Create makes the volume. It is idempotent for the same options; the same
@@ -456,21 +473,86 @@ func (b *binder) Root() string               { return filepath.Join(b.cfg.StateD
 func (b *binder) Mountpoint(n string) string { return (*Driver)(b).mountpoint(n) }
 
 func (b *binder) Mount(ctx context.Context, name string) error {
-	r, err := (*Driver)(b).load(name)
+	d := (*Driver)(b)
+	r, err := d.load(name)
 	if err != nil {
 		return err
 	}
 	if r == nil {
 		return fmt.Errorf("volume %s has references but no record", name)
 	}
+	// DataPath was resolved and checked at Create, but mount(2) follows
+	// symlinks now: a container holding a volume on an allowed directory
+	// can since have replaced a directory below it by a link to /etc.
+	// So open it again from its base, one component at a time without
+	// following any symlink, and bind the directory that descriptor holds.
+	base := filepath.Join(b.cfg.StateDir, "volumes")
+	if !r.Owned {
+		if base = d.allowedBase(r.DataPath); base == "" {
+			allowed := strings.Join(b.cfg.AllowedPaths, ", ")
+			if allowed == "" {
+				allowed = "none"
+			}
+			return fmt.Errorf("host path %s is no longer under an allowed path (allowed: %s)", r.DataPath, allowed)
+		}
+	}
+	fd, err := openDirBeneath(base, r.DataPath)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
 	mp := b.Mountpoint(name)
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		return err
 	}
-	if err := syscall.Mount(r.DataPath, mp, "", syscall.MS_BIND, ""); err != nil {
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", fd), mp, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind %s on %s: %w", r.DataPath, mp, err)
 	}
 	return nil
+}
+
+// openDirBeneath opens the directory dir, at or below base, as an O_PATH
+// descriptor. base is opened as it is (it is the plugin's or the
+// operator's); each component after it is opened with O_NOFOLLOW from the
+// previous one's descriptor, so a symlink anywhere below base is refused,
+// not followed, and nothing can be swapped in between two steps.
+func openDirBeneath(base, dir string) (int, error) {
+	if !within(base, dir) {
+		return -1, fmt.Errorf("%s is not under %s", dir, base)
+	}
+	fd, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: base, Err: err}
+	}
+	rel, _ := filepath.Rel(base, dir)
+	if rel == "." {
+		return fd, nil
+	}
+	cur := base
+	for _, c := range strings.Split(rel, string(filepath.Separator)) {
+		cur = filepath.Join(cur, c)
+		next, err := unix.Openat(fd, c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: cur, Err: err}
+		}
+		fd = next
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, &os.PathError{Op: "stat", Path: cur, Err: err}
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+		case unix.S_IFLNK:
+			unix.Close(fd)
+			return -1, fmt.Errorf("%s is a symlink (it was a directory when the volume was created): refusing to follow it", cur)
+		default:
+			unix.Close(fd)
+			return -1, fmt.Errorf("%s is no longer a directory", cur)
+		}
+	}
+	return fd, nil
 }
 
 func (b *binder) Unmount(ctx context.Context, name string) error {
