@@ -55,7 +55,8 @@ func (a admin) Methods() map[string]plugin.Method {
 			return &RefsResponse{Name: r.Name, Mountpoint: a.d.mountpoint(r.Name), Refs: refs}, nil
 		}),
 		// Release clears a reference the daemon will never release: one
-		// recorded by a Mount whose answer was lost when the plugin died.
+		// recorded by a Mount whose answer was lost when the plugin died,
+		// or left by an Unmount the plugin died in before recording it.
 		MethodRelease: plugin.Handle(func(ctx context.Context, r *ReleaseRequest) (*RefsResponse, error) {
 			if err := a.exists(r.Name); err != nil {
 				return nil, err
