@@ -3,8 +3,8 @@ package normalize
 import (
 	"encoding/json"
 	"path"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/dockplug/dockplug/authz/normalize/moby"

@@ -32,26 +32,26 @@ type Config struct {
 
 // HostConfig is container.HostConfig (subset).
 type HostConfig struct {
-	Binds        []string
-	NetworkMode  string
-	VolumeDriver string
-	VolumesFrom  []string
-	Annotations  map[string]string `json:",omitempty"`
-	CapAdd       []string
-	CapDrop      []string
-	CgroupnsMode string
-	IpcMode      string
-	Cgroup       string
-	PidMode      string
-	Privileged   bool
+	Binds          []string
+	NetworkMode    string
+	VolumeDriver   string
+	VolumesFrom    []string
+	Annotations    map[string]string `json:",omitempty"`
+	CapAdd         []string
+	CapDrop        []string
+	CgroupnsMode   string
+	IpcMode        string
+	Cgroup         string
+	PidMode        string
+	Privileged     bool
 	ReadonlyRootfs bool
-	SecurityOpt  []string
-	Tmpfs        map[string]string `json:",omitempty"`
-	UTSMode      string
-	UsernsMode   string
-	Sysctls      map[string]string `json:",omitempty"`
-	Runtime      string            `json:",omitempty"`
-	Isolation    string
+	SecurityOpt    []string
+	Tmpfs          map[string]string `json:",omitempty"`
+	UTSMode        string
+	UsernsMode     string
+	Sysctls        map[string]string `json:",omitempty"`
+	Runtime        string            `json:",omitempty"`
+	Isolation      string
 
 	Resources
 
