@@ -98,3 +98,54 @@ func TestSharedCorpus(t *testing.T) {
 		t.Logf("%s: %d/%d pass", file, pass, len(cases))
 	}
 }
+
+// TestOwnCases: dockplug's own bypass cases (testdata/cases.jsonl), each
+// citing the daemon code, CVE or issue that makes it work.
+func TestOwnCases(t *testing.T) {
+	p := baselineAllow(t)
+	f, err := os.ReadFile("testdata/cases.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range splitLines(f) {
+		var c struct {
+			corpusCase
+			Want string `json:"want"`
+		}
+		if err := json.Unmarshal(line, &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Source == "" || c.ID == "" {
+			t.Errorf("case %q: needs an id and a source", c.ID)
+		}
+		n++
+		d := p.Decide(context.Background(), &c.Req, false)
+		if d.Allow != (c.Want == "allow") {
+			t.Errorf("%s: allow=%v by %s (%s), want %s", c.ID, d.Allow, d.Rule, d.Message, c.Want)
+		} else if testing.Verbose() {
+			t.Logf("%s: %s", c.ID, d.Rule)
+		}
+	}
+	if n < 30 {
+		t.Errorf("only %d own cases", n)
+	}
+}
+
+func splitLines(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		i := 0
+		for i < len(b) && b[i] != '\n' {
+			i++
+		}
+		if i > 0 {
+			out = append(out, b[:i])
+		}
+		if i == len(b) {
+			break
+		}
+		b = b[i+1:]
+	}
+	return out
+}
