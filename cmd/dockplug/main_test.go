@@ -330,3 +330,35 @@ func TestEnvironmentValuesAreNotSplit(t *testing.T) {
 		t.Fatalf("array %q, slice %q", *arr, *sl)
 	}
 }
+
+// The help says what the binary does, and nothing it does not: no "check"
+// without a check command, and every plugin serve knows by name.
+func TestHelpSaysWhatIsTrue(t *testing.T) {
+	out, err := exec.Command(binary, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	help := string(out)
+	root := newRootCmd()
+	has := func(name string) bool {
+		for _, c := range root.Commands() {
+			if c.Name() == name {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("check") && strings.Contains(strings.ToLower(help), "check") {
+		t.Errorf("help speaks of checking plugins, but there is no check command:\n%s", help)
+	}
+	for _, d := range catalogue {
+		if !strings.Contains(help, d.Name) {
+			t.Errorf("help does not name the plugin %s:\n%s", d.Name, help)
+		}
+	}
+	for _, c := range []string{"serve", "ls", "ipam", "volume", "version"} {
+		if !has(c) || !strings.Contains(help, "  "+c+" ") {
+			t.Errorf("help does not list the %s command:\n%s", c, help)
+		}
+	}
+}
