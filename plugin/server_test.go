@@ -423,8 +423,7 @@ func TestActivatedTCPListenerNeedsTLSOrInsecure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	srv, _ := plugin.NewServer(plugin.Config{Name: "act", Listener: ln}, newKind("T"))
-	if err := srv.Listen(); err == nil || !strings.Contains(err.Error(), "needs TLS") {
+	if _, err := plugin.NewServer(plugin.Config{Name: "act", Listener: ln}, newKind("T")); err == nil || !strings.Contains(err.Error(), "needs TLS") {
 		t.Fatalf("plain activated TCP: %v", err)
 	}
 	p := newPKI(t)

@@ -82,6 +82,13 @@ DOCKPLUG_STATE_DIR) or as a key in the YAML file given by --config (e.g.
 Under systemd socket activation (LISTEN_FDS), each plugin takes the socket
 whose FileDescriptorName is its name; a single plugin takes a single socket.
 
+--tcp-addr serves one plugin over TCP and writes <spec-dir>/NAME.json for the
+daemon. Options that cannot work together are refused at start: TLS flags
+without --tcp-addr, --insecure with TLS flags, --tls-client-ca without the
+daemon's client certificate (--tls-daemon-cert/--tls-daemon-key) or the
+reverse, and with --tls-daemon-ca a server certificate that CA does not
+verify or that does not cover the host the spec names.
+
 Plugins:
 ` + pluginList(),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -100,13 +107,13 @@ Plugins:
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9323)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (dockerd logs plugin stderr as errors: keep it quiet)")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
-	f.StringVar(&o.tcpAddr, "tcp-addr", "", "serve over TCP at HOST:PORT instead of a unix socket (one plugin only); needs --tls-cert/--tls-key or --insecure")
-	f.BoolVar(&o.insecure, "insecure", false, "allow --tcp-addr without TLS")
+	f.StringVar(&o.tcpAddr, "tcp-addr", "", "serve over TCP at HOST:PORT instead of a unix socket (one plugin only); needs --tls-cert/--tls-key or --insecure. The spec file names HOST as given, or the loopback for 0.0.0.0")
+	f.BoolVar(&o.insecure, "insecure", false, "serve TCP as plain HTTP, without TLS (no --tls-* flag then)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate (PEM) for --tcp-addr")
 	f.StringVar(&o.tlsKey, "tls-key", "", "server key (PEM) for --tcp-addr")
-	f.StringVar(&o.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA")
-	f.StringVar(&o.tlsDaemonCA, "tls-daemon-ca", "", "CA the daemon verifies the server with (written to the spec file); empty: the daemon skips verification")
-	f.StringVar(&o.tlsDaemonCert, "tls-daemon-cert", "", "client certificate the daemon presents (written to the spec file)")
+	f.StringVar(&o.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA (needs --tls-daemon-cert/--tls-daemon-key)")
+	f.StringVar(&o.tlsDaemonCA, "tls-daemon-ca", "", "CA the daemon verifies the server certificate with, for the spec's host (written to the spec file); empty: the daemon skips verification")
+	f.StringVar(&o.tlsDaemonCert, "tls-daemon-cert", "", "client certificate the daemon presents (written to the spec file; needs --tls-client-ca)")
 	f.StringVar(&o.tlsDaemonKey, "tls-daemon-key", "", "client key the daemon presents (written to the spec file)")
 	for _, d := range catalogue {
 		if d.Flags != nil {
@@ -180,15 +187,18 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 	if o.tcpAddr != "" && len(toServe) != 1 {
 		return errors.New("--tcp-addr serves exactly one plugin: name it")
 	}
-	var tlsCfg *plugin.ServerTLS
-	if o.tlsCert != "" || o.tlsKey != "" {
-		if o.tlsCert == "" || o.tlsKey == "" {
-			return errors.New("--tls-cert and --tls-key go together")
-		}
-		tlsCfg = &plugin.ServerTLS{CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.tlsClientCA,
-			DaemonCAFile: o.tlsDaemonCA, DaemonCertFile: o.tlsDaemonCert, DaemonKeyFile: o.tlsDaemonKey}
-	}
 	activated, err := activationListeners(toServe)
+	if err != nil {
+		return err
+	}
+	activatedTCP := false
+	for _, ln := range activated {
+		activatedTCP = activatedTCP || ln.Addr().Network() == "tcp"
+	}
+	if o.tcpAddr != "" && len(activated) > 0 {
+		return errors.New("--tcp-addr and socket activation both give the plugin a socket: use one")
+	}
+	tlsCfg, err := o.transportTLS(activatedTCP)
 	if err != nil {
 		return err
 	}
@@ -227,11 +237,16 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 		if closer != nil {
 			closers = append(closers, closer)
 		}
-		srv, err := plugin.NewServer(plugin.Config{
+		cfg := plugin.Config{
 			Name: sv.name, SocketDir: o.socketDir, SocketGroup: o.socketGroup,
-			TCPAddr: o.tcpAddr, TLS: tlsCfg, Insecure: o.insecure, SpecDir: o.specDir,
+			TCPAddr: o.tcpAddr, SpecDir: o.specDir,
 			Listener: activated[sv.name], Logger: log, Metrics: metrics,
-		}, kinds...)
+		}
+		if ln := cfg.Listener; o.tcpAddr != "" || ln != nil && ln.Addr().Network() == "tcp" {
+			// TLS is for TCP: activated unix sockets next to a TCP one go without.
+			cfg.TLS, cfg.Insecure = tlsCfg, o.insecure
+		}
+		srv, err := plugin.NewServer(cfg, kinds...)
 		if err != nil {
 			return fail(err)
 		}
@@ -266,6 +281,51 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 	wg.Wait()
 	cleanup()
 	return errors.Join(errs...)
+}
+
+// transportTLS turns the TLS flags into the server's TLS settings. It
+// refuses, naming the flags, every combination that cannot work or would be
+// silently ignored; what depends on the certificates themselves (the host
+// the spec names, which CA signed what) is checked by plugin.Server.Listen.
+// activatedTCP says a socket-activated TCP socket is served.
+func (o *serveOptions) transportTLS(activatedTCP bool) (*plugin.ServerTLS, error) {
+	var given []string
+	for _, f := range []struct{ flag, v string }{
+		{"--tls-cert", o.tlsCert}, {"--tls-key", o.tlsKey}, {"--tls-client-ca", o.tlsClientCA},
+		{"--tls-daemon-ca", o.tlsDaemonCA}, {"--tls-daemon-cert", o.tlsDaemonCert}, {"--tls-daemon-key", o.tlsDaemonKey},
+	} {
+		if f.v != "" {
+			given = append(given, f.flag)
+		}
+	}
+	flags := strings.Join(given, ", ")
+	tcp := o.tcpAddr != "" || activatedTCP
+	switch {
+	case !tcp && o.insecure:
+		return nil, errors.New("--insecure applies only to TCP: give --tcp-addr (or a socket-activated TCP socket)")
+	case !tcp && len(given) > 0:
+		return nil, fmt.Errorf("%s: TLS applies only to TCP: give --tcp-addr (or a socket-activated TCP socket)", flags)
+	case !tcp:
+		return nil, nil
+	case o.insecure && len(given) > 0:
+		return nil, fmt.Errorf("--insecure serves plain HTTP, without TLS: it cannot go with %s", flags)
+	case o.insecure:
+		return nil, nil
+	case len(given) == 0:
+		return nil, errors.New("TCP needs TLS (--tls-cert and --tls-key), or --insecure for plain HTTP")
+	case o.tlsCert == "" || o.tlsKey == "":
+		return nil, fmt.Errorf("%s: TLS needs the plugin's certificate: give both --tls-cert and --tls-key", flags)
+	case (o.tlsDaemonCert == "") != (o.tlsDaemonKey == ""):
+		return nil, errors.New("--tls-daemon-cert and --tls-daemon-key go together")
+	case activatedTCP && (o.tlsDaemonCA != "" || o.tlsDaemonCert != ""):
+		return nil, errors.New("--tls-daemon-ca, --tls-daemon-cert and --tls-daemon-key go into the spec file, which only --tcp-addr writes: for a socket-activated TCP socket, name them in the spec file you write")
+	case !activatedTCP && o.tlsClientCA != "" && o.tlsDaemonCert == "":
+		return nil, errors.New("--tls-client-ca makes the plugin require client certificates, but the daemon gets none: add --tls-daemon-cert and --tls-daemon-key (a client certificate that CA signed), or the daemon can never connect")
+	case !activatedTCP && o.tlsClientCA == "" && o.tlsDaemonCert != "":
+		return nil, errors.New("--tls-daemon-cert is checked only with --tls-client-ca: without it the plugin asks for no client certificate and any client may connect; add --tls-client-ca")
+	}
+	return &plugin.ServerTLS{CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.tlsClientCA,
+		DaemonCAFile: o.tlsDaemonCA, DaemonCertFile: o.tlsDaemonCert, DaemonKeyFile: o.tlsDaemonKey}, nil
 }
 
 // activationListeners maps plugin names to sockets passed by systemd.
