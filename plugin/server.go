@@ -26,14 +26,22 @@ const (
 
 // Config says where and how a Server listens. Exactly one transport is used:
 // Listener if set (systemd socket activation), else TCPAddr if set, else
-// the unix socket SocketDir/Name.sock.
+// the unix socket SocketPath, or SocketDir/Name.sock.
 type Config struct {
 	// Name is the plugin name users give to -d / --volume-driver.
 	Name string
 
 	// SocketDir holds NAME.sock; created if missing. Default DefaultSocketDir.
 	SocketDir string
-	// SocketGroup, a group name or numeric GID, owns the socket (mode 0660).
+	// SocketPath, when set, is the unix socket's full path instead of
+	// SocketDir/NAME.sock: for a socket the daemon must not discover, such
+	// as one serving operator-only methods.
+	SocketPath string
+	// SocketMode is the socket's permission bits. Default 0660. A directory
+	// the server creates for the socket is 0755, or 0700 for a mode that
+	// grants nothing to group and others.
+	SocketMode fs.FileMode
+	// SocketGroup, a group name or numeric GID, owns the socket.
 	// Empty leaves the process's group (G16).
 	SocketGroup string
 
@@ -125,6 +133,12 @@ func NewServer(cfg Config, kinds ...Kind) (*Server, error) {
 	if cfg.SocketDir == "" {
 		cfg.SocketDir = DefaultSocketDir
 	}
+	if cfg.SocketMode == 0 {
+		cfg.SocketMode = 0o660
+	}
+	if cfg.SocketMode&^fs.ModePerm != 0 {
+		return nil, fmt.Errorf("plugin %s: socket mode %v: only permission bits", cfg.Name, cfg.SocketMode)
+	}
 	if cfg.SpecDir == "" {
 		cfg.SpecDir = DefaultSpecDir
 	}
@@ -201,10 +215,17 @@ func (s *Server) Listen() error {
 }
 
 func (s *Server) listenUnix() error {
-	if err := os.MkdirAll(s.cfg.SocketDir, 0o755); err != nil {
+	path := s.cfg.SocketPath
+	if path == "" {
+		path = filepath.Join(s.cfg.SocketDir, s.cfg.Name+".sock")
+	}
+	dirMode := fs.FileMode(0o755)
+	if s.cfg.SocketMode&0o077 == 0 {
+		dirMode = 0o700
+	}
+	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return fmt.Errorf("plugin %s: socket dir: %w", s.cfg.Name, err)
 	}
-	path := filepath.Join(s.cfg.SocketDir, s.cfg.Name+".sock")
 	if len(path) >= maxUnixPath {
 		return fmt.Errorf("plugin %s: unix socket path %q is too long", s.cfg.Name, path)
 	}
@@ -229,7 +250,7 @@ func (s *Server) listenUnix() error {
 	// first thing; removing the path again later could delete the socket
 	// of a successor started in between.
 	s.ln = ln
-	if err := os.Chmod(path, 0o660); err != nil {
+	if err := os.Chmod(path, s.cfg.SocketMode); err != nil {
 		return fmt.Errorf("plugin %s: chmod socket: %w", s.cfg.Name, err)
 	}
 	if s.cfg.SocketGroup != "" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -219,6 +220,66 @@ func TestStaleSocketIsReplacedLiveOneRefused(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("socket not removed on exit: %v", err)
+	}
+}
+
+// A socket at a chosen path and mode (an operator-only socket, away from
+// the daemon's socket dir) gets the same stale and live handling as the
+// public one, and is removed on exit.
+func TestSocketPathAndMode(t *testing.T) {
+	dir := shortDir(t)
+	path := filepath.Join(dir, "state", "admin.sock")
+	cfg := plugin.Config{Name: "private", SocketPath: path, SocketMode: 0o600, SocketDir: filepath.Join(dir, "public")}
+	r, err := plugintest.StartIn(dir, cfg, newKind("T"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Server.Addr() != "unix://"+path {
+		t.Fatalf("addr %s, want unix://%s", r.Server.Addr(), path)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket: %v %v, want mode 0600", st, err)
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("socket dir: %v %v, want mode 0700 for a private socket", st, err)
+	}
+	if _, err := os.Stat(cfg.SocketDir); !os.IsNotExist(err) {
+		t.Fatalf("the public socket dir was made: %v", err)
+	}
+	if _, err := r.Client.Activate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plugintest.StartIn(dir, cfg, newKind("T")); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("second server on a live socket: %v", err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket left after shutdown: %v", err)
+	}
+	// A stale socket there (kill -9) is replaced.
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	r, err = plugintest.StartIn(dir, cfg, newKind("T"))
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []plugin.Config{
+		{Name: "p", SocketPath: path, TCPAddr: "127.0.0.1:0", Insecure: true},
+		{Name: "p", SocketMode: fs.ModeSocket | 0o600},
+	} {
+		if _, err := plugin.NewServer(bad, newKind("T")); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
 	}
 }
 

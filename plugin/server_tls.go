@@ -29,6 +29,8 @@ func checkTransport(cfg *Config) error {
 	switch {
 	case cfg.Listener != nil && cfg.TCPAddr != "":
 		return fmt.Errorf("plugin %s: given both an activated socket and the TCP address %s: use one", name, cfg.TCPAddr)
+	case cfg.SocketPath != "" && (cfg.TCPAddr != "" || cfg.Listener != nil):
+		return fmt.Errorf("plugin %s: given both the socket path %s and a TCP address or activated socket: use one", name, cfg.SocketPath)
 	case !tcp && (t != nil || cfg.Insecure):
 		return fmt.Errorf("plugin %s serves a unix socket: TLS and the insecure option apply only to TCP", name)
 	case !tcp:
