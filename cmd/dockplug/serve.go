@@ -31,7 +31,45 @@ type pluginDef struct {
 	Short    string
 	External bool                    // needs an outside service (etcd, S3): not served by default
 	Flags    func(fs *pflag.FlagSet) // its own flags, prefixed with its short name
-	Open     func(ctx context.Context, env *serveEnv) (kinds []plugin.Kind, close func() error, err error)
+	Open     func(ctx context.Context, env *serveEnv) (*opened, error)
+}
+
+// opened is a plugin ready to serve.
+type opened struct {
+	Kinds []plugin.Kind // served to the daemon on the public socket
+	// Admin holds the operator-only methods (dockplug ipam, dockplug
+	// volume). They are not part of the protocol the daemon speaks, so
+	// they are served on the admin socket only.
+	Admin []plugin.Kind
+	Close func() error // may be nil
+}
+
+// adminSocketName is the admin socket in a plugin's state dir:
+// <state-dir>/NAME/admin.sock. It is next to the state it serves (the state
+// file admits one process: the admin commands ask that process), in a
+// directory of mode 0700, and away from /run/docker/plugins, where the
+// daemon would find it, activate it and list it.
+const adminSocketName = "admin.sock"
+
+const defaultStateDir = "/var/lib/dockplug"
+
+func adminSocketPath(stateDir, name string) string {
+	return filepath.Join(stateDir, name, adminSocketName)
+}
+
+// discoverable says whether the daemon would find a socket at path when it
+// looks in socketDirs (DIR/X.sock or DIR/X/X.sock).
+func discoverable(path string, socketDirs ...string) bool {
+	path = filepath.Clean(path)
+	dir, base := filepath.Split(path)
+	dir = filepath.Clean(dir)
+	for _, sd := range socketDirs {
+		sd = filepath.Clean(sd)
+		if dir == sd || (filepath.Dir(dir) == sd && filepath.Base(dir)+".sock" == base) {
+			return true
+		}
+	}
+	return false
 }
 
 // catalogue is filled by the plugin_*.go files' init functions.
@@ -82,6 +120,10 @@ DOCKPLUG_STATE_DIR) or as a key in the YAML file given by --config (e.g.
 Under systemd socket activation (LISTEN_FDS), each plugin takes the socket
 whose FileDescriptorName is its name; a single plugin takes a single socket.
 
+The operator commands (dockplug ipam, dockplug volume) reach a plugin on its
+admin socket, <state-dir>/NAME/admin.sock (mode 0600), never on the socket
+the daemon uses.
+
 --tcp-addr serves one plugin over TCP and writes <spec-dir>/NAME.json for the
 daemon. Options that cannot work together are refused at start: TLS flags
 without --tcp-addr, --insecure with TLS flags, --tls-client-ca without the
@@ -100,10 +142,10 @@ Plugins:
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "YAML file of settings (keys are flag names)")
-	f.StringVar(&o.stateDir, "state-dir", "/var/lib/dockplug", "directory for plugin state (one subdirectory per plugin)")
+	f.StringVar(&o.stateDir, "state-dir", defaultStateDir, "directory for plugin state (one subdirectory per plugin, which also holds its admin socket)")
 	f.StringVar(&o.socketDir, "socket-dir", plugin.DefaultSocketDir, "directory for plugin sockets (dockerd looks in /run/docker/plugins)")
 	f.StringVar(&o.specDir, "spec-dir", plugin.DefaultSpecDir, "directory for TCP spec files (NAME.json)")
-	f.StringVar(&o.socketGroup, "socket-group", "", "group (name or GID) owning the sockets, mode 0660; default: the process's group")
+	f.StringVar(&o.socketGroup, "socket-group", "", "group (name or GID) owning the daemon's sockets, mode 0660 (the admin socket stays 0600); default: the process's group")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9323)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (dockerd logs plugin stderr as errors: keep it quiet)")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -203,6 +245,12 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 		return err
 	}
 
+	for _, sv := range toServe {
+		if path := adminSocketPath(o.stateDir, sv.name); discoverable(path, o.socketDir, plugin.DefaultSocketDir) {
+			return fmt.Errorf("plugin %s: its admin socket %s would be found by the daemon in its socket dir: choose a --state-dir outside it", sv.name, path)
+		}
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := plugin.NewMetrics(reg)
@@ -230,12 +278,12 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 		if err := os.MkdirAll(env.StateDir, 0o700); err != nil {
 			return fail(fmt.Errorf("plugin %s: state dir: %w", sv.name, err))
 		}
-		kinds, closer, err := sv.def.Open(ctx, env)
+		op, err := sv.def.Open(ctx, env)
 		if err != nil {
 			return fail(fmt.Errorf("plugin %s: %w", sv.name, err))
 		}
-		if closer != nil {
-			closers = append(closers, closer)
+		if op.Close != nil {
+			closers = append(closers, op.Close)
 		}
 		cfg := plugin.Config{
 			Name: sv.name, SocketDir: o.socketDir, SocketGroup: o.socketGroup,
@@ -246,7 +294,7 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 			// TLS is for TCP: activated unix sockets next to a TCP one go without.
 			cfg.TLS, cfg.Insecure = tlsCfg, o.insecure
 		}
-		srv, err := plugin.NewServer(cfg, kinds...)
+		srv, err := plugin.NewServer(cfg, op.Kinds...)
 		if err != nil {
 			return fail(err)
 		}
@@ -254,6 +302,20 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 			return fail(err)
 		}
 		servers = append(servers, srv)
+		if len(op.Admin) == 0 {
+			continue
+		}
+		admin, err := plugin.NewServer(plugin.Config{
+			Name: sv.name, SocketPath: adminSocketPath(o.stateDir, sv.name), SocketMode: 0o600,
+			Logger: log.With("socket", "admin"),
+		}, op.Admin...)
+		if err != nil {
+			return fail(err)
+		}
+		if err := admin.Listen(); err != nil {
+			return fail(fmt.Errorf("admin socket: %w", err))
+		}
+		servers = append(servers, admin)
 	}
 
 	if o.metricsAddr != "" {
