@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -71,6 +72,9 @@ func TestIpamSurvivesKill9(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
+	if _, err := os.Lstat(adminSocketPath(state, "ipk9")); err != nil {
+		t.Fatalf("kill -9 left no stale admin socket to take over: %v", err)
+	}
 	close(stop)
 	wg.Wait()
 	if len(acked) == 0 {
@@ -78,10 +82,10 @@ func TestIpamSurvivesKill9(t *testing.T) {
 	}
 	t.Logf("%d allocations acknowledged before kill -9", len(acked))
 
-	// Restart on the same state: the stale socket is replaced.
+	// Restart on the same state: the stale sockets, public and admin, are replaced.
 	p2 := startBinary(t, nil, nil, args...)
 	c2 := ipamClient(t, sock, "ipk9")
-	out, err := exec.Command(binary, "ipam", "show", "10.77.0.0/16", "--json", "--socket-dir", sock, "--name", "ipk9").Output()
+	out, err := exec.Command(binary, "ipam", "show", "10.77.0.0/16", "--json", "--state-dir", state, "--name", "ipk9").Output()
 	if err != nil {
 		t.Fatalf("ipam show: %v", err)
 	}
@@ -112,7 +116,7 @@ func TestIpamSurvivesKill9(t *testing.T) {
 		}
 		held[r.Address] = ""
 	}
-	ls, err := exec.Command(binary, "ipam", "ls", "--socket-dir", sock, "--name", "ipk9").Output()
+	ls, err := exec.Command(binary, "ipam", "ls", "--state-dir", state, "--name", "ipk9").Output()
 	if err != nil || !strings.Contains(string(ls), "local/10.77.0.0/16") {
 		t.Fatalf("ipam ls: %v\n%s", err, ls)
 	}
@@ -139,8 +143,13 @@ func TestIpamGlobalSpaceAcrossHosts(t *testing.T) {
 	sock := shortDir(t)
 	ctx := context.Background()
 	var clients []*ipam.Client
-	for _, name := range []string{"iph1", "iph2"} {
-		p := startBinary(t, nil, nil, "serve", "dockplug-ipam="+name, "--socket-dir", sock, "--state-dir", shortDir(t),
+	state1 := shortDir(t)
+	for i, name := range []string{"iph1", "iph2"} {
+		state := state1
+		if i > 0 {
+			state = shortDir(t)
+		}
+		p := startBinary(t, nil, nil, "serve", "dockplug-ipam="+name, "--socket-dir", sock, "--state-dir", state,
 			"--etcd-endpoints", endpoints)
 		t.Cleanup(func() { p.stop(t) })
 		clients = append(clients, ipamClient(t, sock, name))
@@ -172,7 +181,7 @@ func TestIpamGlobalSpaceAcrossHosts(t *testing.T) {
 	if gws[0] != gws[1] || gws[0] != "10.200.0.1/24" {
 		t.Fatalf("gateways differ across hosts: %v", gws)
 	}
-	out, err := exec.Command(binary, "ipam", "ls", "--json", "--socket-dir", sock, "--name", "iph1").Output()
+	out, err := exec.Command(binary, "ipam", "ls", "--json", "--state-dir", state1, "--name", "iph1").Output()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,18 +21,19 @@ func init() {
 	var policyFile, auditFile string
 	register(&pluginDef{
 		Name:  "dockplug-authz",
+		OptIn: true,
 		Short: "authorization: CEL policies over what the daemon will really do; fails closed",
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&policyFile, "authz-policy", "", "policy file (YAML); reloaded on SIGHUP and when it changes. Missing or broken: every request is denied")
 			fs.StringVar(&auditFile, "authz-audit", "", "append one JSON line per decision to this file (default: stderr)")
 		},
-		Open: func(ctx context.Context, env *serveEnv) ([]plugin.Kind, func() error, error) {
+		Open: func(ctx context.Context, env *serveEnv) (*opened, error) {
 			var audit io.Writer = os.Stderr
 			var auditCloser io.Closer
 			if auditFile != "" {
 				f, err := os.OpenFile(auditFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 				if err != nil {
-					return nil, nil, fmt.Errorf("--authz-audit: %w", err)
+					return nil, fmt.Errorf("--authz-audit: %w", err)
 				}
 				audit, auditCloser = f, f
 			}
@@ -64,7 +65,7 @@ func init() {
 				}
 				return nil
 			}
-			return []plugin.Kind{authz.NewHandler(policy.NewPlugin(e, policy.NewAudit(audit), m))}, closer, nil
+			return &opened{Kinds: []plugin.Kind{authz.NewHandler(policy.NewPlugin(e, policy.NewAudit(audit), m))}, Close: closer}, nil
 		},
 	})
 }

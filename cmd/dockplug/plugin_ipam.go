@@ -35,15 +35,15 @@ func init() {
 			fs.StringVar(&etcdKey, "etcd-key", "", "client key for etcd")
 			fs.StringVar(&etcdCA, "etcd-ca", "", "CA that signed etcd's server certificate (default: system roots)")
 		},
-		Open: func(ctx context.Context, env *serveEnv) ([]plugin.Kind, func() error, error) {
+		Open: func(ctx context.Context, env *serveEnv) (*opened, error) {
 			specs, err := parsePoolSpecs(pools)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			id := hostID
 			if id == "" {
 				if id, err = driver.LoadHostID(env.StateDir); err != nil {
-					return nil, nil, err
+					return nil, err
 				}
 			}
 			var global driver.Space
@@ -54,11 +54,11 @@ func init() {
 				}
 				cli, err := etcd.Dial(ctx, etcdEndpoints, opts...)
 				if err != nil {
-					return nil, nil, fmt.Errorf("global address space: %w", err)
+					return nil, fmt.Errorf("global address space: %w", err)
 				}
 				if global, err = driver.NewGlobalSpace(ctx, driver.GlobalConfig{Client: cli, HostID: id, Logger: env.Logger}); err != nil {
 					cli.Close()
-					return nil, nil, err
+					return nil, err
 				}
 			}
 			d, err := driver.New(driver.Config{StateDir: env.StateDir, HostID: id, DefaultPools: specs, Global: global, Logger: env.Logger})
@@ -66,9 +66,9 @@ func init() {
 				if global != nil {
 					global.Close()
 				}
-				return nil, nil, err
+				return nil, err
 			}
-			return []plugin.Kind{ipam.NewHandler(d), d.Admin()}, d.Close, nil
+			return &opened{Kinds: []plugin.Kind{ipam.NewHandler(d)}, Admin: []plugin.Kind{d.Admin()}, Close: d.Close}, nil
 		},
 	})
 }
