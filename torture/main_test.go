@@ -16,7 +16,7 @@ import (
 )
 
 var (
-	flagKills   = flag.Int("torture.kills", 10, "kill -9 cycles per plugin (the issue's size: 100)")
+	flagKills   = flag.Int("torture.kills", 20, "kill -9 cycles per plugin (the issue's size: 100)")
 	flagBusy    = flag.Duration("torture.busy", 400*time.Millisecond, "busy period after the clients start in each cycle; the kill lands uniformly in it")
 	flagWorkers = flag.Int("torture.workers", 4, "concurrent clients per plugin")
 	flagSeed    = flag.Int64("torture.seed", 0, "random seed (0: from the clock; the seed is logged)")
