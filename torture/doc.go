@@ -10,7 +10,10 @@
 // (the clients' retries reach the new process), clients paused, invariants
 // checked through the plugin. The clients use plugin.WithDrainedRetry, so a
 // retry after the plugin read a request carries what the daemon's would:
-// an empty body.
+// an empty body. With -torture.resend they resend the whole body instead
+// (plugin.Client's default): a Mount, Unmount, RequestAddress or
+// ReleaseAddress that the killed process applied is then applied a second
+// time by the new one, and the checks report that as violations.
 //
 // A call counts as acknowledged when it got a success answer: then it took
 // effect exactly once (a retry that reached a plugin with the request's

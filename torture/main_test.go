@@ -20,6 +20,7 @@ var (
 	flagBusy    = flag.Duration("torture.busy", 400*time.Millisecond, "busy period after the clients start in each cycle; the kill lands uniformly in it")
 	flagWorkers = flag.Int("torture.workers", 4, "concurrent clients per plugin")
 	flagSeed    = flag.Int64("torture.seed", 0, "random seed (0: from the clock; the seed is logged)")
+	flagResend  = flag.Bool("torture.resend", false, "retries resend the whole body, as plugin.Client does without WithDrainedRetry (dockerd does not): a call the killed plugin applied is applied again by the new one, which the checks report as violations (a demonstration, not a mode that passes)")
 )
 
 // binary is the dockplug binary built from this checkout; buildErr says

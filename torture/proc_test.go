@@ -217,10 +217,14 @@ func (p *proc) cleanup(t *testing.T) {
 }
 
 // client talks to the plugin as the daemon does: a retry after the
-// plugin read the request carries an empty body (WithDrainedRetry), on
-// schedule b.
+// plugin read the request carries an empty body (WithDrainedRetry, unless
+// -torture.resend), on schedule b.
 func (p *proc) client(b plugin.Backoff) *plugin.Client {
-	c, err := plugin.NewClient("unix://"+p.Sock, plugin.WithBackoff(b), plugin.WithDrainedRetry())
+	opts := []plugin.ClientOption{plugin.WithBackoff(b)}
+	if !*flagResend {
+		opts = append(opts, plugin.WithDrainedRetry())
+	}
+	c, err := plugin.NewClient("unix://"+p.Sock, opts...)
 	if err != nil {
 		panic(err) // the address is ours and valid
 	}
