@@ -12,8 +12,10 @@
 #
 # A failing input is written by go test to the package's
 # testdata/fuzz/TARGET/ (check it in with the fix). New interesting inputs
-# stay in go's cache; the summary names where. At the end it prints one
-# line per target: executions, new interesting inputs, result.
+# stay in go's cache; with FUZZ_SAVE=N, up to N of those this run found
+# per target (the largest of at most 1 KiB) are also copied into
+# testdata/fuzz/TARGET/, to check in. At the end it prints one line per
+# target: executions, new interesting inputs, result.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
@@ -36,6 +38,8 @@ for pkg in $(go list ./...); do
 		if ! grep -Eq -- "$filter" <<<"$short"; then continue; fi
 		out="$log/${short//\//_}.log"
 		echo "== $short ($duration)"
+		dir="$cache/$pkg/$t"
+		before=$(ls "$dir" 2>/dev/null || true)
 		go test -run '^$' -fuzz "^${t}\$" -fuzztime "$duration" "${parallel[@]}" "$pkg" >"$out" 2>&1
 		rc=$?
 		# go prints "fuzz: elapsed: 20s, execs: 123456 (6172/sec), new interesting: 3 (total: 12)".
@@ -47,6 +51,18 @@ for pkg in $(go list ./...); do
 			result="FAIL (log: $out)"
 			failed=1
 			tail -30 "$out"
+		fi
+		if [ "${FUZZ_SAVE:-0}" -gt 0 ] && [ -d "$dir" ]; then
+			src="$(go list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$t"
+			saved=0
+			# Largest first, at most 1 KiB, only what this run added.
+			for f in $(cd "$dir" && find . -maxdepth 1 -type f -size -1025c -printf '%s %f\n' | sort -rn | cut -d' ' -f2); do
+				if grep -qxF "$f" <<<"$before"; then continue; fi
+				mkdir -p "$src" && cp "$dir/$f" "$src/$f"
+				saved=$((saved + 1))
+				if [ $saved -ge "$FUZZ_SAVE" ]; then break; fi
+			done
+			echo "saved $saved new inputs into $src"
 		fi
 		printf '%-52s execs %10s  new interesting %4s  %s\n' "$short" "${execs:-?}" "${newi:-?}" "$result" | tee -a "$summary"
 	done
