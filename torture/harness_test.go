@@ -156,7 +156,8 @@ func mountsUnder(dir string) ([]string, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
+		// Single spaces: the kernel escapes only " \t\n\\".
+		fields := strings.SplitN(sc.Text(), " ", 6)
 		if len(fields) < 5 {
 			continue
 		}
