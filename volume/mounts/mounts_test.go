@@ -184,9 +184,11 @@ func (failing) Mount(context.Context, string) error { return syscall.EPERM }
 
 func TestParseMountInfoUnescapes(t *testing.T) {
 	in := "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw\n" +
-		"37 35 98:0 / /plain rw - ext4 /dev/x rw\nshort line\n"
+		"37 35 98:0 / /plain rw - ext4 /dev/x rw\nshort line\n" +
+		// Not escaped by the kernel, yet white space to strings.Fields.
+		"38 35 98:0 / /mnt/cr\rnbsp\u00a0nel\u0085 rw - ext4 /dev/x rw\n"
 	m, err := parseMountInfo(strings.NewReader(in))
-	if err != nil || !m["/mnt/with space"] || !m["/plain"] || len(m) != 2 {
+	if err != nil || !m["/mnt/with space"] || !m["/plain"] || !m["/mnt/cr\rnbsp\u00a0nel\u0085"] || len(m) != 3 {
 		t.Fatalf("%v %v", m, err)
 	}
 }
