@@ -28,7 +28,7 @@ func TestIPAMKill9(t *testing.T) {
 	if err := p.start(); err != nil {
 		t.Fatal(err)
 	}
-	it := &ipamTorture{c: ipam.NewClient(p.client(clientBackoff)), admin: driver.NewAdminClient(p.client(clientBackoff)),
+	it := &ipamTorture{c: ipam.NewClient(p.client(clientBackoff)), admin: driver.NewAdminClient(p.adminClient(clientBackoff)),
 		addrs: map[netip.Addr]*addrState{}}
 	ctx := context.Background()
 	pool, err := it.c.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: driver.LocalSpace, Pool: "10.77.0.0/22"})

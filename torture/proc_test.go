@@ -231,6 +231,15 @@ func (p *proc) client(b plugin.Backoff) *plugin.Client {
 	return c
 }
 
+// adminClient talks to the plugin's admin socket (<state-dir>/NAME/admin.sock).
+func (p *proc) adminClient(b plugin.Backoff) *plugin.Client {
+	c, err := plugin.NewClient("unix://"+filepath.Join(p.State, "admin.sock"), plugin.WithBackoff(b))
+	if err != nil {
+		panic(err) // the address is ours and valid
+	}
+	return c
+}
+
 // countOutput is how many lines of the plugin's output so far contain s.
 func (p *proc) countOutput(s string) int {
 	return strings.Count(p.out.String(), s)

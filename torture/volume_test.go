@@ -35,7 +35,7 @@ func TestVolumeKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	vt := &volTorture{p: p, c: volume.NewClient(p.client(clientBackoff)),
-		admin: local.NewAdminClient(p.client(clientBackoff)), exp: map[volKey]int{}, taint: map[volKey]*pending{}, owner: map[volKey]int{}}
+		admin: local.NewAdminClient(p.adminClient(clientBackoff)), exp: map[volKey]int{}, taint: map[volKey]*pending{}, owner: map[volKey]int{}}
 	defer vt.c.Plugin().Close()
 	ctx := context.Background()
 	for i := range 3 {

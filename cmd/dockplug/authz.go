@@ -20,7 +20,7 @@ import (
 func newAuthzCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "authz",
-		Short: "Check and try dockplug-authz policies",
+		Short: "Lint and try dockplug-authz policies",
 	}
 	var policyFile string
 	var asJSON bool
@@ -69,7 +69,7 @@ status is 0 when every request was decided, whatever the decisions.`,
 	var lintFile string
 	lint := &cobra.Command{
 		Use:   "lint --policy FILE",
-		Short: "Check that a policy parses and every rule type-checks (errors name the rule and its line)",
+		Short: "Lint a policy: it must parse and every rule must type-check (errors name the rule and its line)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := policy.Load(lintFile); err != nil {

@@ -40,8 +40,8 @@ func newRootCmd() *cobra.Command {
 		Long: `dockplug serves Docker Engine plugins (` + pluginNames() + `)
 on unix sockets in /run/docker/plugins or over TCP, lists the plugins a
 daemon can discover, shows the pools and addresses a running dockplug-ipam
-holds, and shows or releases the mount references of a running
-dockplug-volume.`,
+holds, shows or releases the mount references of a running
+dockplug-volume, and lints and tries dockplug-authz policies.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
