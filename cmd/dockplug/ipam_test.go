@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -188,5 +189,25 @@ func TestIpamRefusesUnreachableEtcd(t *testing.T) {
 		"--etcd-endpoints", "127.0.0.1:1").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "unreachable") {
 		t.Fatalf("unreachable etcd: %v\n%s", err, out)
+	}
+}
+
+// An empty host-id file (as power loss could leave one written without
+// fsync) refuses the start, naming the file, instead of making a new host.
+func TestIpamRefusesDamagedHostID(t *testing.T) {
+	state := shortDir(t)
+	path := filepath.Join(state, "iphid", driver.HostIDFile)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "serve", "dockplug-ipam=iphid", "--socket-dir", shortDir(t), "--state-dir", state).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), path) || !strings.Contains(string(out), "damaged") {
+		t.Fatalf("damaged host-id: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(path); len(b) != 0 {
+		t.Fatalf("damaged host-id replaced by %q", b)
 	}
 }

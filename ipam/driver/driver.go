@@ -2,13 +2,10 @@ package driver
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -81,33 +78,6 @@ func New(cfg Config) (*Driver, error) {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
 	return &Driver{cfg: cfg, db: db, local: local, global: cfg.Global, log: cfg.Logger}, nil
-}
-
-// LoadHostID returns the host ID kept in dir/host-id, generating it on
-// first use, as dockerd keeps its engine ID.
-func LoadHostID(dir string) (string, error) {
-	path := filepath.Join(dir, "host-id")
-	if b, err := os.ReadFile(path); err == nil {
-		if id := strings.TrimSpace(string(b)); id != "" {
-			return id, nil
-		}
-	} else if !os.IsNotExist(err) {
-		return "", fmt.Errorf("ipam: host id: %w", err)
-	}
-	var raw [16]byte
-	rand.Read(raw[:])
-	id := hex.EncodeToString(raw[:])
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("ipam: host id: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("ipam: host id: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("ipam: host id: %w", err)
-	}
-	return id, nil
 }
 
 // HostID is the ID this driver records as the holder of its allocations.
