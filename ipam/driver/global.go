@@ -527,7 +527,14 @@ func (s *globalSpace) requestPoolOnce(ctx context.Context, req PoolRequest, nonc
 			if p.rec.Pool != pool {
 				continue
 			}
-			// Join: the same pool requested by another host, or again.
+			// Join: the same pool requested by another host. This host
+			// holds a pool once, as in the local space: two networks on one
+			// host cannot share a subnet and gateway. (A retry of this
+			// host's own request was recognised by its nonce above.)
+			if liveCounts(p.rec.Hosts)[s.host] > 0 {
+				return PoolInfo{}, plugin.Conflict("global address space: pool %s is already allocated on this host (pool ID %s, held by %s); another host may join it, this one cannot hold it twice",
+					pool, p.rec.ID, strings.Join(p.rec.info().Hosts, ", "))
+			}
 			if p.rec.SubPool != req.SubPool {
 				return PoolInfo{}, plugin.Conflict("global address space: pool %s is already allocated with sub-pool %s (pool ID %s); cannot use sub-pool %s",
 					pool, cmpPrefix(p.rec.SubPool), p.rec.ID, cmpPrefix(req.SubPool))
