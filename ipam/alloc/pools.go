@@ -133,9 +133,35 @@ func NewPoolAllocator(defaults []PoolSpec) (*PoolAllocator, error) {
 // prefix in exclude (e.g. the host's routes; prefixes of the other family
 // are ignored), and records it as allocated.
 func (p *PoolAllocator) Allocate(v6 bool, exclude []netip.Prefix) (netip.Prefix, error) {
+	return p.AllocateSize(v6, 0, exclude)
+}
+
+// AllocateSize is Allocate for a subnet of prefix length size (0: each
+// default pool's own size), as dockerd does for a pool given as an
+// unspecified address with a length (--subnet 0.0.0.0/24): the default
+// pools whose base is at least that large are split into subnets of that
+// size instead, and the others are skipped. If none is large enough, the
+// error wraps ErrInvalidPrefix.
+func (p *PoolAllocator) AllocateSize(v6 bool, size int, exclude []netip.Prefix) (netip.Prefix, error) {
+	fam := "IPv4"
+	bitLen := 32
+	if v6 {
+		fam, bitLen = "IPv6", 128
+	}
+	if size < 0 || size > bitLen {
+		return netip.Prefix{}, fmt.Errorf("%w: %s subnet size /%d", ErrInvalidPrefix, fam, size)
+	}
 	f := &p.fams[famIndex(v6)]
 	ex := excludeSpans(v6, exclude)
+	eligible := false
 	for _, d := range f.defaults {
+		if size != 0 {
+			if d.Base.Bits() > size {
+				continue
+			}
+			d.Size = size
+		}
+		eligible = true
 		base := prefixSpan(d.Base)
 		hostBits := d.Base.Addr().BitLen() - d.Size
 		mask := lowMask(hostBits)
@@ -156,9 +182,8 @@ func (p *PoolAllocator) Allocate(v6 bool, exclude []netip.Prefix) (netip.Prefix,
 			return netip.PrefixFrom(toAddr(c, !v6), d.Size), nil
 		}
 	}
-	fam := "IPv4"
-	if v6 {
-		fam = "IPv6"
+	if !eligible && size != 0 {
+		return netip.Prefix{}, fmt.Errorf("%w: no %s default pool is large enough for a /%d subnet (default pools: %v)", ErrInvalidPrefix, fam, size, f.defaults)
 	}
 	return netip.Prefix{}, fmt.Errorf("%w (%s)", ErrNoMoreSubnets, fam)
 }

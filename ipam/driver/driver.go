@@ -127,15 +127,20 @@ func (d *Driver) RequestPool(ctx context.Context, req *ipam.RequestPoolRequest) 
 		if pr.Pool, err = netip.ParsePrefix(req.Pool); err != nil {
 			return nil, plugin.BadRequest("pool %q: %v", req.Pool, err)
 		}
-		if pr.Pool.Addr().IsUnspecified() {
-			return nil, plugin.BadRequest("pool %s: a pool of a given size with an unspecified address is not supported; give a subnet or none", req.Pool)
-		}
 		if pr.Pool.Addr().Is6() != req.V6 {
 			return nil, plugin.BadRequest("pool %s is not an IPv%s pool", req.Pool, map[bool]string{true: "6", false: "4"}[req.V6])
 		}
 		pr.Pool = pr.Pool.Masked()
+		if pr.Pool.Addr().IsUnspecified() {
+			// As in docker's default IPAM: 0.0.0.0/N or ::/N asks for any
+			// pool of prefix length N (0: of the default pools' sizes).
+			pr.Size, pr.Pool = pr.Pool.Bits(), netip.Prefix{}
+		}
 	}
 	if req.SubPool != "" {
+		if !pr.Pool.IsValid() {
+			return nil, plugin.BadRequest("sub-pool %s: a sub-pool needs a pool (give a subnet with the IP range)", req.SubPool)
+		}
 		if pr.SubPool, err = netip.ParsePrefix(req.SubPool); err != nil {
 			return nil, plugin.BadRequest("sub-pool %q: %v", req.SubPool, err)
 		}

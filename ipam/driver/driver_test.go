@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -206,6 +207,51 @@ func TestDynamicPoolsSkipHostRoutesAndExistingPools(t *testing.T) {
 	got := f.pool(t, "local", "", "", false)
 	if got.Pool != "10.10.3.0/24" {
 		t.Fatalf("dynamic pool %s, want 10.10.3.0/24 (routes cover .0-.1, .2 is taken)", got.Pool)
+	}
+}
+
+// An unspecified address asks for a dynamic pool, as in docker's default
+// IPAM: 0.0.0.0/0 and ::/0 of the default size, 0.0.0.0/N of size N. They
+// used to be refused.
+func TestUnspecifiedPoolIsDynamic(t *testing.T) {
+	f := newFixture(t)
+	f.routes = []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}
+	ctx := context.Background()
+	for _, c := range []struct {
+		pool string
+		v6   bool
+		want string
+	}{
+		{"0.0.0.0/0", false, "10.10.1.0/24"}, // skips the host's routes
+		{"0.0.0.0/0", false, "10.10.2.0/24"}, // and the pools taken
+		{"0.0.0.0/26", false, "10.10.3.0/26"},
+		{"0.0.0.0/20", false, "10.10.16.0/20"},
+		{"::/0", true, "fd00:1::/64"},
+		{"::/56", true, "fd00:1:0:100::/56"},
+	} {
+		p := f.pool(t, "local", c.pool, "", c.v6)
+		if p.Pool != c.want || p.PoolID != "local/"+c.want {
+			t.Fatalf("%s: %+v, want %s", c.pool, p, c.want)
+		}
+	}
+	pools, err := f.drv.Pools(ctx)
+	if err != nil || len(pools) != 6 || slices.ContainsFunc(pools, func(p PoolInfo) bool { return !p.Dynamic }) {
+		t.Fatalf("pools %+v %v", pools, err)
+	}
+	for _, c := range []struct {
+		pool, sub string
+		v6        bool
+		want      string
+	}{
+		{"0.0.0.0/8", "", false, "no IPv4 default pool is large enough for a /8"},
+		{"::/0", "", false, "not an IPv4 pool"},
+		{"0.0.0.0/0", "", true, "not an IPv6 pool"},
+		{"0.0.0.0/0", "10.10.9.0/24", false, "a sub-pool needs a pool"},
+	} {
+		_, err := f.c.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: "local", Pool: c.pool, SubPool: c.sub, V6: c.v6})
+		if status(err) != 400 || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %s v6=%v: %v, want 400 %q", c.pool, c.sub, c.v6, err, c.want)
+		}
 	}
 }
 

@@ -519,7 +519,10 @@ func (s *globalSpace) requestPoolOnce(ctx context.Context, req PoolRequest, nonc
 		for _, p := range pools {
 			pa.Reserve(p.rec.Pool) // existing pools never overlap; ignore
 		}
-		if pool, err = pa.Allocate(req.V6, req.Exclude); err != nil {
+		if pool, err = pa.AllocateSize(req.V6, req.Size, req.Exclude); err != nil {
+			if errors.Is(err, alloc.ErrInvalidPrefix) { // no default pool of that size: the error lists them
+				return PoolInfo{}, asPluginError(fmt.Errorf("global address space: %w", err))
+			}
 			return PoolInfo{}, asPluginError(fmt.Errorf("global address space: no free subnet in the default pools %v: %w", s.cfg.DefaultPools, err))
 		}
 	} else {

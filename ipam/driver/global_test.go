@@ -924,6 +924,18 @@ func TestGlobalThroughDriver(t *testing.T) {
 	if err := d.ReleasePool(ctx, &ipam.ReleasePoolRequest{PoolID: pr.PoolID}); err != nil {
 		t.Fatal(err)
 	}
+	// An unspecified address asks for a dynamic pool (of that size), each
+	// time another one: it is not the same pool requested twice.
+	for _, c := range []struct{ pool, want string }{
+		{"0.0.0.0/0", "10.0.0.0/24"}, {"0.0.0.0/0", "10.0.1.0/24"}, {"0.0.0.0/28", "10.0.2.0/28"},
+	} {
+		pr, err := d.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: GlobalSpace, Pool: c.pool})
+		if err != nil || pr.Pool != c.want {
+			t.Fatalf("%s: %+v %v, want %s", c.pool, pr, err, c.want)
+		}
+	}
+	_, err = d.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: GlobalSpace, Pool: "0.0.0.0/7"})
+	wantStatus(t, err, 400, "/7")
 }
 
 func TestGlobalConfigErrors(t *testing.T) {
