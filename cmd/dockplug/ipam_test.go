@@ -203,9 +203,21 @@ func TestIpamRefusesDamagedHostID(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(binary, "serve", "dockplug-ipam=iphid", "--socket-dir", shortDir(t), "--state-dir", state).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), path) || !strings.Contains(string(out), "damaged") {
-		t.Fatalf("damaged host-id: %v\n%s", err, out)
+	sock := shortDir(t)
+	p := startBinary(t, nil, nil, "serve", "dockplug-ipam=iphid", "--socket-dir", sock, "--state-dir", state)
+	// It must exit; its socket appearing means it started instead.
+	for exited := false; !exited; {
+		select {
+		case err := <-p.done:
+			if out := p.stderr.String(); err == nil || !strings.Contains(out, path) || !strings.Contains(out, "damaged") {
+				t.Fatalf("damaged host-id: %v\n%s", err, out)
+			}
+			exited = true
+		case <-time.After(10 * time.Millisecond):
+			if _, err := os.Stat(filepath.Join(sock, "iphid.sock")); err == nil {
+				t.Fatalf("started on an empty host-id file:\n%s", p.stderr)
+			}
+		}
 	}
 	if b, _ := os.ReadFile(path); len(b) != 0 {
 		t.Fatalf("damaged host-id replaced by %q", b)
