@@ -95,7 +95,8 @@ func famIndex(is6 bool) int {
 }
 
 // NewPoolAllocator returns an allocator over the default pools, which may
-// mix IPv4 and IPv6. As dockerd does, each family's pools are sorted by
+// mix IPv4 and IPv6 (but not IPv4-mapped IPv6, which would be handed out
+// as IPv6 subnets). As dockerd does, each family's pools are sorted by
 // address and a pool overlapping an earlier (shorter or lower) one is
 // dropped: subnets are handed out lowest address first, not in list order.
 func NewPoolAllocator(defaults []PoolSpec) (*PoolAllocator, error) {
@@ -103,6 +104,9 @@ func NewPoolAllocator(defaults []PoolSpec) (*PoolAllocator, error) {
 	for _, d := range defaults {
 		if !d.Base.IsValid() || d.Size < d.Base.Bits() || d.Size > d.Base.Addr().BitLen() {
 			return nil, fmt.Errorf("%w: default pool %s", ErrInvalidPrefix, d)
+		}
+		if d.Base.Addr().Is4In6() {
+			return nil, fmt.Errorf("%w: default pool %s is IPv4-mapped IPv6; give IPv4 pools in IPv4 form", ErrInvalidPrefix, d)
 		}
 		d.Base = d.Base.Masked()
 		f := &p.fams[famIndex(d.Base.Addr().Is6())]
@@ -181,6 +185,9 @@ func (p *PoolAllocator) AllocateSize(v6 bool, size int, exclude []netip.Prefix) 
 			f.add(cand)
 			return netip.PrefixFrom(toAddr(c, !v6), d.Size), nil
 		}
+	}
+	if len(f.defaults) == 0 {
+		return netip.Prefix{}, fmt.Errorf("%w: there are no %s default pools", ErrNoMoreSubnets, fam)
 	}
 	if !eligible && size != 0 {
 		return netip.Prefix{}, fmt.Errorf("%w: no %s default pool is large enough for a /%d subnet (default pools: %v)", ErrInvalidPrefix, fam, size, f.defaults)

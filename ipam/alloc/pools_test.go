@@ -175,9 +175,15 @@ func TestPoolSpecsValidationAndOrder(t *testing.T) {
 		{{pfx("10.0.0.0/16"), 8}},
 		{{pfx("10.0.0.0/16"), 33}},
 		{{pfx("fd00::/48"), 129}},
+		{{pfx("::ffff:10.0.0.0/104"), 120}}, // IPv4-mapped: would be handed out as IPv6
 	} {
 		_, err := NewPoolAllocator(bad)
 		wantErr(t, fmt.Sprint(bad), err, "invalid")
+	}
+	// A family without default pools says so.
+	_, err := mustPools(t, []PoolSpec{{pfx("fd00::/48"), 64}}).Allocate(false, nil)
+	if wantErr(t, "IPv4 without IPv4 pools", err, "nomoresubnets"); !strings.Contains(err.Error(), "no IPv4 default pools") {
+		t.Errorf("error %q", err)
 	}
 	// Sorted by address; the later, overlapping 10.1.0.0/16 is dropped like dockerd does.
 	p := mustPools(t, []PoolSpec{

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	bbolt "go.etcd.io/bbolt"
@@ -25,7 +26,10 @@ type Config struct {
 	// the ID kept in StateDir/host-id, generated on first start.
 	HostID string
 	// DefaultPools are the local space's dynamic pools; nil: docker's
-	// defaults plus a ULA /48 derived from the host ID, split in /64s.
+	// defaults. As dockerd does with default-address-pools, pools given
+	// replace docker's defaults, and if none of them is IPv6, a ULA /48
+	// derived from the host ID, split in /64s, is added: giving IPv4 pools
+	// keeps the IPv6 default. IPv4-mapped IPv6 pools are refused.
 	DefaultPools []alloc.PoolSpec
 	// Global serves the global address space; nil: global requests fail
 	// with a clear error (never a silent local fallback).
@@ -66,7 +70,10 @@ func New(cfg Config) (*Driver, error) {
 		cfg.HostID = id
 	}
 	if cfg.DefaultPools == nil {
-		cfg.DefaultPools = append(alloc.DockerDefaultPools(), alloc.DeriveULAPool(cfg.HostID))
+		cfg.DefaultPools = alloc.DockerDefaultPools()
+	}
+	if !slices.ContainsFunc(cfg.DefaultPools, func(p alloc.PoolSpec) bool { return p.Base.Addr().Is6() }) {
+		cfg.DefaultPools = append(slices.Clip(cfg.DefaultPools), alloc.DeriveULAPool(cfg.HostID))
 	}
 	db, err := bolt.Open(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {

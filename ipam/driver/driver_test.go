@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -252,6 +253,65 @@ func TestUnspecifiedPoolIsDynamic(t *testing.T) {
 		if status(err) != 400 || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s %s v6=%v: %v, want 400 %q", c.pool, c.sub, c.v6, err, c.want)
 		}
+	}
+}
+
+// Default pools are per address family, as dockerd's default-address-pools
+// are: IPv4 pools alone replace docker's IPv4 defaults but keep the ULA
+// /48, so that --ipv6 without --subnet works. Giving any pool used to drop
+// the ULA.
+func TestDefaultPoolsPerFamily(t *testing.T) {
+	ctx := context.Background()
+	ula := alloc.DeriveULAPool("h").Base
+	open := func(pools []alloc.PoolSpec) *Driver {
+		t.Helper()
+		d, err := New(Config{StateDir: t.TempDir(), HostID: "h", DefaultPools: pools, HostRoutes: noRoutes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	dyn := func(d *Driver, v6 bool) (string, error) {
+		r, err := d.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: LocalSpace, V6: v6})
+		if err != nil {
+			return "", err
+		}
+		return r.Pool, nil
+	}
+	v4 := []alloc.PoolSpec{{Base: netip.MustParsePrefix("10.66.0.0/16"), Size: 24}}
+	d := open(v4)
+	if p, err := dyn(d, false); err != nil || p != "10.66.0.0/24" {
+		t.Fatalf("IPv4 from the pools given: %s %v", p, err)
+	}
+	if p, err := dyn(d, true); err != nil || p != netip.PrefixFrom(ula.Addr(), 64).String() {
+		t.Fatalf("IPv6 with only IPv4 pools given: %s %v, want the first /64 of the ULA %s", p, err, ula)
+	}
+	if len(v4) != 1 || cap(v4) != 1 {
+		t.Fatalf("the caller's pools were changed: %v", v4)
+	}
+	// IPv4-mapped pools are neither: refused rather than handed out as IPv6.
+	_, err := New(Config{StateDir: t.TempDir(), HostID: "h", HostRoutes: noRoutes,
+		DefaultPools: []alloc.PoolSpec{{Base: netip.MustParsePrefix("::ffff:10.0.0.0/104"), Size: 120}}})
+	if err == nil || !strings.Contains(err.Error(), "IPv4-mapped") {
+		t.Fatalf("an IPv4-mapped default pool: %v", err)
+	}
+	// An IPv6 pool given replaces the ULA; and, as in dockerd, the pools
+	// given replace docker's IPv4 defaults too.
+	d = open([]alloc.PoolSpec{{Base: netip.MustParsePrefix("fd42::/48"), Size: 64}})
+	if p, err := dyn(d, true); err != nil || p != "fd42::/64" {
+		t.Fatalf("IPv6 from the pool given: %s %v", p, err)
+	}
+	if p, err := dyn(d, false); plugin.StatusOf(err) != 507 || !strings.Contains(fmt.Sprint(err), "no IPv4 default pools") {
+		t.Fatalf("IPv4 with only an IPv6 pool given: %s %v, want 507 (no IPv4 default pools)", p, err)
+	}
+	// None given: docker's IPv4 defaults and the ULA.
+	d = open(nil)
+	if p, err := dyn(d, false); err != nil || p != "172.17.0.0/16" {
+		t.Fatalf("IPv4 default: %s %v", p, err)
+	}
+	if p, err := dyn(d, true); err != nil || p != netip.PrefixFrom(ula.Addr(), 64).String() {
+		t.Fatalf("IPv6 default: %s %v", p, err)
 	}
 }
 
