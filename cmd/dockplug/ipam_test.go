@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dockplug/dockplug/ipam"
+	"github.com/dockplug/dockplug/ipam/alloc"
 	"github.com/dockplug/dockplug/ipam/driver"
 	"github.com/dockplug/dockplug/plugin"
 	"github.com/dockplug/dockplug/store/etcd/etcdtest"
@@ -128,7 +130,7 @@ func TestParsePoolSpecs(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].Size != 24 || got[1].Base.String() != "fd00::/48" {
 		t.Fatalf("%v %v", got, err)
 	}
-	for _, bad := range []string{"10.0.0.0/8", "base=10.0.0.0/8,size=4", "base=x,size=24", "base=10.0.0.0/8,size=24,color=red", "base=10.0.0.0/8"} {
+	for _, bad := range []string{"10.0.0.0/8", "base=10.0.0.0/8,size=4", "base=x,size=24", "base=10.0.0.0/8,size=24,color=red", "base=10.0.0.0/8", "base=::ffff:10.0.0.0/104,size=120"} {
 		if _, err := parsePoolSpecs([]string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -197,5 +199,59 @@ func TestIpamRefusesUnreachableEtcd(t *testing.T) {
 		"--etcd-endpoints", "127.0.0.1:1").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "unreachable") {
 		t.Fatalf("unreachable etcd: %v\n%s", err, out)
+	}
+}
+
+// An empty host-id file (as power loss could leave one written without
+// fsync) refuses the start, naming the file, instead of making a new host.
+func TestIpamRefusesDamagedHostID(t *testing.T) {
+	state := shortDir(t)
+	path := filepath.Join(state, "iphid", driver.HostIDFile)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := shortDir(t)
+	p := startBinary(t, nil, nil, "serve", "dockplug-ipam=iphid", "--socket-dir", sock, "--state-dir", state)
+	// It must exit; its socket appearing means it started instead.
+	for exited := false; !exited; {
+		select {
+		case err := <-p.done:
+			if out := p.stderr.String(); err == nil || !strings.Contains(out, path) || !strings.Contains(out, "damaged") {
+				t.Fatalf("damaged host-id: %v\n%s", err, out)
+			}
+			exited = true
+		case <-time.After(10 * time.Millisecond):
+			if _, err := os.Stat(filepath.Join(sock, "iphid.sock")); err == nil {
+				t.Fatalf("started on an empty host-id file:\n%s", p.stderr)
+			}
+		}
+	}
+	if b, _ := os.ReadFile(path); len(b) != 0 {
+		t.Fatalf("damaged host-id replaced by %q", b)
+	}
+}
+
+// --ipam-default-pool with IPv4 pools only keeps the IPv6 ULA default, as
+// dockerd's default-address-pools does: --ipv6 without --subnet works.
+func TestIpamIPv4DefaultPoolKeepsULA(t *testing.T) {
+	sock := shortDir(t)
+	p := startBinary(t, nil, nil, "serve", "dockplug-ipam=ipula", "--socket-dir", sock, "--state-dir", shortDir(t),
+		"--ipam-host-id", "ula-host", "--ipam-default-pool", "base=10.66.0.0/16,size=24")
+	t.Cleanup(func() { p.stop(t) })
+	c := ipamClient(t, sock, "ipula")
+	ctx := context.Background()
+	v4, err := c.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: "local"})
+	if err != nil || !netip.MustParsePrefix("10.66.0.0/16").Contains(netip.MustParsePrefix(v4.Pool).Addr()) {
+		t.Fatalf("IPv4 dynamic pool %+v %v, want one of 10.66.0.0/16", v4, err)
+	}
+	v6, err := c.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: "local", V6: true})
+	if err != nil {
+		t.Fatalf("IPv6 dynamic pool with IPv4 default pools only: %v", err)
+	}
+	if ula := alloc.DeriveULAPool("ula-host").Base; !ula.Contains(netip.MustParsePrefix(v6.Pool).Addr()) || netip.MustParsePrefix(v6.Pool).Bits() != 64 {
+		t.Fatalf("IPv6 dynamic pool %s, want a /64 of the ULA %s", v6.Pool, ula)
 	}
 }

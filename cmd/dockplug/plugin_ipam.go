@@ -29,7 +29,7 @@ func init() {
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&hostID, "ipam-host-id", "", "this host's ID in IPAM records and global pools (default: generated once, kept in the state dir)")
 			fs.StringArrayVar(&pools, "ipam-default-pool", nil,
-				"dynamic local pool as base=CIDR,size=N, like dockerd's --default-address-pool (repeatable; default: docker's defaults and a ULA /48 split in /64s)")
+				"dynamic local pool as base=CIDR,size=N, like dockerd's --default-address-pool (repeatable; default: docker's defaults; unless an IPv6 pool is given, a ULA /48 split in /64s is added)")
 			fs.StringSliceVar(&etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints (e.g. https://10.0.0.5:2379) for the global address space, shared by several hosts; none: global requests are refused")
 			fs.StringVar(&etcdCert, "etcd-cert", "", "client certificate for etcd (mutual TLS)")
 			fs.StringVar(&etcdKey, "etcd-key", "", "client key for etcd")
@@ -86,6 +86,9 @@ func parsePoolSpecs(in []string) ([]alloc.PoolSpec, error) {
 				p, err := netip.ParsePrefix(v)
 				if err != nil {
 					return nil, fmt.Errorf("--ipam-default-pool %q: base: %v", s, err)
+				}
+				if p.Addr().Is4In6() {
+					return nil, fmt.Errorf("--ipam-default-pool %q: base %s is an IPv4-mapped IPv6 prefix; give IPv4 pools in IPv4 form", s, p)
 				}
 				spec.Base, haveBase = p.Masked(), true
 			case "size":

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dockplug/dockplug/plugin"
+	"github.com/dockplug/dockplug/store/durable"
 )
 
 // pluginDef is one plugin `dockplug serve` knows. cmd is the only place
@@ -281,7 +282,7 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 	}
 	for _, sv := range toServe {
 		env := &serveEnv{StateDir: filepath.Join(o.stateDir, sv.name), Logger: log.With("plugin", sv.name)}
-		if err := os.MkdirAll(env.StateDir, 0o700); err != nil {
+		if err := durable.MkdirAll(env.StateDir, 0o700); err != nil {
 			return fail(fmt.Errorf("plugin %s: state dir: %w", sv.name, err))
 		}
 		op, err := sv.def.Open(ctx, env)
