@@ -613,7 +613,7 @@ func (e *env) releaseAll(name string) {
 	e.t.Helper()
 	dockplug := func(args ...string) string {
 		e.t.Helper()
-		out, err := exec.Command(binary, append([]string{"volume", "--name", e.p.Name}, args...)...).CombinedOutput()
+		out, err := exec.Command(binary, append([]string{"volume", "--state-dir", e.p.Root, "--name", e.p.Name}, args...)...).CombinedOutput()
 		if err != nil {
 			e.t.Fatalf("dockplug volume %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
