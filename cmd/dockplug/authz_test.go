@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,4 +137,39 @@ func TestAuthzTestAndLint(t *testing.T) {
 	if _, err := run("lint", "--policy", pol); err == nil || !strings.Contains(err.Error(), `p.yaml:4: rule "bad"`) {
 		t.Errorf("lint of a broken policy: %v", err)
 	}
+}
+
+// The authz decisions are counted on the --metrics-addr registry, labelled
+// with the plugin's name.
+func TestServeAuthzMetrics(t *testing.T) {
+	sock, state := shortDir(t), shortDir(t)
+	pol := filepath.Join(shortDir(t), "policy.yaml")
+	if err := os.WriteFile(pol, []byte("presets: [baseline]\ndefault: allow\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startBinary(t, nil, nil, "serve", "dockplug-authz", "--socket-dir", sock, "--state-dir", state,
+		"--authz-policy", pol, "--metrics-addr", "127.0.0.1:0")
+	c := authzClient(t, sock)
+	if res, err := c.AuthZReq(context.Background(), privileged); err != nil || res.Allow {
+		t.Fatalf("privileged: %+v %v", res, err)
+	}
+	var addr string
+	for range 200 {
+		if i := strings.Index(p.stderr.String(), "addr=http://127.0.0.1:"); i >= 0 {
+			addr = strings.Fields(p.stderr.String()[i+len("addr="):])[0]
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get(addr)
+	if err != nil {
+		t.Fatalf("metrics %q: %v\n%s", addr, err, p.stderr)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := `dockplug_authz_decisions_total{action="container.create",decision="deny",phase="request",plugin="dockplug-authz"} 1`
+	if !strings.Contains(string(body), want) {
+		t.Fatalf("metrics lack %s:\n%s", want, body)
+	}
+	p.stop(t)
 }

@@ -6,10 +6,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/dockplug/dockplug/authz"
@@ -37,10 +35,7 @@ func init() {
 				}
 				audit, auditCloser = f, f
 			}
-			// serveEnv carries no registry: count into the default one,
-			// labelled by instance so that two instances can coexist.
-			reg := prometheus.WrapRegistererWith(prometheus.Labels{"instance_name": filepath.Base(env.StateDir)}, prometheus.DefaultRegisterer)
-			m := policy.NewMetrics(reg)
+			m := policy.NewMetrics(env.Metrics)
 			// A policy that does not load is not an error: the plugin must
 			// run (dockerd cannot start without it) and deny everything.
 			e := policy.NewEngine(policyFile, env.Logger)

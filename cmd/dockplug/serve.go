@@ -85,6 +85,9 @@ func register(d *pluginDef) { catalogue = append(catalogue, d) }
 type serveEnv struct {
 	StateDir string // this plugin's own directory under --state-dir
 	Logger   *slog.Logger
+	// Metrics is the registry served at --metrics-addr, labelled with the
+	// plugin's name, for a plugin's own metrics.
+	Metrics prometheus.Registerer
 }
 
 type serveOptions struct {
@@ -281,7 +284,8 @@ func runServe(ctx context.Context, o *serveOptions, names []string) error {
 		return err
 	}
 	for _, sv := range toServe {
-		env := &serveEnv{StateDir: filepath.Join(o.stateDir, sv.name), Logger: log.With("plugin", sv.name)}
+		env := &serveEnv{StateDir: filepath.Join(o.stateDir, sv.name), Logger: log.With("plugin", sv.name),
+			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"plugin": sv.name}, reg)}
 		if err := durable.MkdirAll(env.StateDir, 0o700); err != nil {
 			return fail(fmt.Errorf("plugin %s: state dir: %w", sv.name, err))
 		}
