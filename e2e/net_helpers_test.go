@@ -164,7 +164,11 @@ func (e *netEnv) ip(container, net string) netip.Addr {
 // ns != "", in the network namespace ns on the host), and returns the
 // body's first line or the error.
 func httpFrom(ctx context.Context, container, ns, addr string, port int) (string, error) {
-	req := `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 ` + addr + " " + fmt.Sprint(port)
+	return httpPath(ctx, container, ns, addr, port, "/")
+}
+
+func httpPath(ctx context.Context, container, ns, addr string, port int, path string) (string, error) {
+	req := `printf 'GET ` + path + ` HTTP/1.0\r\n\r\n' | nc -w 3 ` + addr + " " + fmt.Sprint(port)
 	var cmd *exec.Cmd
 	switch {
 	case container != "":
@@ -277,11 +281,19 @@ func newHostNS(t *testing.T) *hostNS {
 }
 
 // serveHTTP runs a busybox httpd in the namespace on port 8080 serving
-// "hello-<ns>", until the test ends.
+// "hello-<ns>", and at /cgi-bin/from the client address it sees, until the
+// test ends.
 func (h *hostNS) serveHTTP(t *testing.T) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(dir+"/index.html", []byte("hello-"+h.Name+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir+"/cgi-bin", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cgi := "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"from=$REMOTE_ADDR;\"\n"
+	if err := os.WriteFile(dir+"/cgi-bin/from", []byte(cgi), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", h.Name, "busybox", "httpd", "-f", "-p", "8080", "-h", dir)
@@ -289,4 +301,21 @@ func (h *hostNS) serveHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+}
+
+// seenFrom is the client address the namespace's server sees for a request
+// from container.
+func (h *hostNS) seenFrom(t *testing.T, container string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := httpPath(ctx, container, "", h.NSAddr.String(), 8080, "/cgi-bin/from")
+	_, rest, ok := strings.Cut(out, "from=")
+	if err != nil || !ok {
+		t.Errorf("%s -> %s: no answer: %q %v", container, h.Name, out, err)
+		return ""
+	}
+	a, _, _ := strings.Cut(rest, ";")
+	// busybox httpd prints "[::ffff:10.0.0.1]".
+	return strings.TrimPrefix(strings.Trim(a, "[]"), "::ffff:")
 }

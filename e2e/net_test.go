@@ -44,3 +44,60 @@ func TestNetContainersReachEachOther(t *testing.T) {
 		}
 	}
 }
+
+// TestNetOutbound: a normal network reaches a server in another namespace
+// routed through the host (masqueraded: the server sees the host's
+// address); an --internal network does not, and gets no default route
+// (Join returns no gateway and DisableGatewayService, so the daemon
+// attaches no docker_gwbridge, on both engines).
+func TestNetOutbound(t *testing.T) {
+	e := setupNet(t)
+	ns := newHostNS(t)
+	ns.serveHTTP(t)
+	normal := e.network("out")
+	internal := e.network("int", "--internal")
+	c := e.server("c", normal)
+	i := e.server("i", internal)
+	e.expectHTTP("normal network -> namespace", c, "", ns.NSAddr.String(), 8080, "hello-"+ns.Name)
+	e.expectNoHTTP("internal network -> namespace", i, "", ns.NSAddr.String(), 8080)
+	if r := e.docker("exec", i, "ip", "route"); strings.Contains(r, "default") {
+		t.Errorf("internal network: container has a default route: %s", r)
+	}
+	if out := e.docker("inspect", "-f", "{{len .NetworkSettings.Networks}}", i); strings.TrimSpace(out) != "1" {
+		t.Errorf("internal network: container on %s networks, want 1 (no docker_gwbridge)", out)
+	}
+	// Inside the internal network, containers still talk.
+	j := e.server("j", internal)
+	e.expectHTTP("inside internal network", j, "", e.ip(i, internal).String(), 80, "hello-i")
+	// Masqueraded, the server sees the host's address; with
+	// masquerade=false the container's own (the namespace routes back
+	// through the host).
+	if got := ns.seenFrom(t, c); got != ns.HostAddr.String() {
+		t.Errorf("normal network: server sees %q, want the host's %s", got, ns.HostAddr)
+	}
+	nomasq := e.network("nomasq", "-o", "masquerade=false")
+	m := e.server("m", nomasq)
+	if got, want := ns.seenFrom(t, m), e.ip(m, nomasq).String(); got != want {
+		t.Errorf("masquerade=false: server sees %q, want the container's %s", got, want)
+	}
+	// Networks are isolated from each other.
+	e.expectNoHTTP("normal -> internal network", c, "", e.ip(i, internal).String(), 80)
+	e.expectNoHTTP("normal -> other network", c, "", e.ip(m, nomasq).String(), 80)
+}
+
+// TestNetICC: with icc=false containers of one network cannot reach each
+// other, but reach the host (their gateway) and the outside.
+func TestNetICC(t *testing.T) {
+	e := setupNet(t)
+	ns := newHostNS(t)
+	ns.serveHTTP(t)
+	net := e.network("icc", "-o", "icc=false")
+	a := e.server("a", net)
+	b := e.server("b", net)
+	e.expectNoHTTP("icc=false: b -> a", b, "", e.ip(a, net).String(), 80)
+	e.expectHTTP("icc=false: a -> namespace", a, "", ns.NSAddr.String(), 8080, "hello-"+ns.Name)
+	gw := strings.TrimSpace(e.docker("inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).Gateway}}", net), a))
+	if _, err := e.dockerErr("exec", a, "ping", "-c", "1", "-W", "3", gw); err != nil {
+		t.Errorf("icc=false: a cannot ping its gateway %s: %v", gw, err)
+	}
+}
