@@ -35,6 +35,8 @@ func setupNet(t *testing.T) *netEnv {
 	t.Helper()
 	need(t)
 	p := newPlug(t, "dpn", "dockplug-net", []string{network.Implements, bridge.AdminKind}, []string{"--net-ip-forward=false"})
+	// The same process serves a dockplug-ipam as NAME-ipam.
+	p.args = append(p.args, "dockplug-ipam="+p.Name+"-ipam")
 	e := &netEnv{t: t, p: p, label: "dockplug-e2e=" + p.Name}
 	t.Cleanup(e.teardown)
 	if err := p.start(); err != nil {
@@ -67,8 +69,10 @@ func (e *netEnv) teardown() {
 	if err := e.p.stop(); err != nil {
 		t.Errorf("teardown: %v", err)
 	}
-	if _, err := os.Lstat(e.p.Sock); err == nil {
-		os.Remove(e.p.Sock)
+	for _, s := range []string{e.p.Sock, socketPath(e.ipam())} {
+		if _, err := os.Lstat(s); err == nil {
+			os.Remove(s)
+		}
 	}
 	if links := e.ourLinks(); len(links) > 0 {
 		t.Errorf("teardown: links of the plugin left: %v", links)
@@ -107,6 +111,9 @@ func (e *netEnv) ourLinks() []string {
 	}
 	return links
 }
+
+// ipam is the name of the dockplug-ipam served next to the network plugin.
+func (e *netEnv) ipam() string { return e.p.Name + "-ipam" }
 
 func (e *netEnv) hasTable() bool {
 	return exec.Command("nft", "list", "table", "inet", e.p.Name).Run() == nil
