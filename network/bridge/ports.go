@@ -121,11 +121,11 @@ func parseBindings(in []network.PortBinding, ip, defaultHostIP netip.Addr) ([]wa
 			return nil, nil, fmt.Errorf("port map without a container port")
 		}
 		w := wanted{Proto: b.Proto, HostIP: b.HostIP.Unmap(), HostLo: b.HostPort, HostHi: b.HostPortEnd, IP: ip, Port: b.Port}
-		if w.HostIP.IsUnspecified() {
-			w.HostIP = netip.Addr{}
-		}
-		if !w.HostIP.IsValid() {
+		switch {
+		case !w.HostIP.IsValid(): // none given (-p 80, -p 8080:80)
 			w.HostIP = defaultHostIP
+		case w.HostIP.IsUnspecified(): // -p 0.0.0.0:8080:80: every address, whatever the default
+			w.HostIP = netip.Addr{}
 		}
 		if w.HostHi < w.HostLo {
 			w.HostHi = w.HostLo
