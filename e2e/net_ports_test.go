@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/dockplug/dockplug/internal/dockertest"
 )
 
 // freePorts returns n consecutive TCP ports that are free on every
@@ -157,9 +159,18 @@ func TestNetPorts(t *testing.T) {
 	defer taken.Close()
 	name := e.p.Name + "-taken"
 	out, err := e.dockerErr("run", "-d", "--label", e.label, "--name", name, "--network", net1, "-p", fmt.Sprintf("%d:80", p[6]), image, "sleep", "300")
-	t.Logf("taken port: %v %s", err, out)
-	if err == nil || !strings.Contains(err.Error(), "already in use") {
-		t.Errorf("docker run on a taken host port: %v, want 'already in use'", err)
+	// Both engines fail the start with the driver's words; Engine 29
+	// wraps them once more.
+	msg := fmt.Sprint(err)
+	if err == nil || !strings.Contains(msg, fmt.Sprintf("driver failed programming external connectivity on endpoint %s (", name)) ||
+		!strings.Contains(msg, fmt.Sprintf("NetworkDriver.ProgramExternalConnectivity: host port 0.0.0.0:%d/tcp is already in use", p[6])) {
+		t.Errorf("docker run on a taken host port: %v %s", err, out)
+	}
+	if wrapped := strings.Contains(msg, "failed to set up container networking: driver failed"); wrapped != (engine() == dockertest.Engine29) {
+		t.Errorf("engine %s: error wrapped in 'failed to set up container networking': %v", engine(), wrapped)
+	}
+	if st := strings.TrimSpace(e.docker("inspect", "-f", "{{.State.Status}}", name)); st != "created" {
+		t.Errorf("container on a taken port: state %q, want created (never started)", st)
 	}
 	if strings.Contains(e.nftRules(), fmt.Sprintf("dport %d ", p[6])) {
 		t.Errorf("a rule for the taken port %d stays", p[6])
