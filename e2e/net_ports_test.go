@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -118,6 +119,11 @@ func TestNetPorts(t *testing.T) {
 	}
 	if lo, hi := ephemeral(t); random < lo || random > hi {
 		t.Fatalf("random host port %d, want one in the ephemeral range %d-%d (net ls: %+v)", random, lo, hi, e.ls())
+	}
+	// The table view names the bridge and the random mapping too.
+	if out, err := exec.Command(binary, "net", "ls", "--name", e.p.Name).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "dn-"+e.networkID(net1)[:12]) || !strings.Contains(string(out), fmt.Sprintf("0.0.0.0:%d->", random)) {
+		t.Errorf("dockplug net ls: %v\n%s", err, out)
 	}
 	rules := e.nftRules()
 	for _, port := range []int{p[0], p[1], random} {
