@@ -39,7 +39,7 @@ func main() {
 }
 
 type net struct {
-	name, label string
+	name, label    string
 	server, client string // container names
 	serverIP       string
 	hostPort       int
