@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	endian "encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 
 	"github.com/dockplug/dockplug/network"
 	"github.com/dockplug/dockplug/network/bridge"
@@ -82,7 +86,7 @@ func (e *netEnv) teardown() {
 	}
 	if e.hasTable() {
 		t.Errorf("teardown: nftables table inet %s left", e.p.Name)
-		exec.Command("nft", "delete", "table", "inet", e.p.Name).Run()
+		e.deleteTable()
 	}
 	if err := os.RemoveAll(e.p.Root); err != nil {
 		t.Errorf("teardown: %v", err)
@@ -115,14 +119,60 @@ func (e *netEnv) ourLinks() []string {
 // ipam is the name of the dockplug-ipam served next to the network plugin.
 func (e *netEnv) ipam() string { return e.p.Name + "-ipam" }
 
+// The plugin's nftables table is inspected through the same library the
+// plugin uses, so the tests need no nft tool.
+
 func (e *netEnv) hasTable() bool {
-	return exec.Command("nft", "list", "table", "inet", e.p.Name).Run() == nil
+	c, err := nftables.New()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.CloseLasting()
+	_, err = c.ListTableOfFamily(e.p.Name, nftables.TableFamilyINet)
+	return err == nil
 }
 
-// nftRules is the plugin's table in nft syntax ("" if none).
-func (e *netEnv) nftRules() string {
-	out, _ := exec.Command("nft", "list", "table", "inet", e.p.Name).CombinedOutput()
-	return string(out)
+// dnatPorts are the destination ports the plugin's prerouting chain
+// matches: the published host ports.
+func (e *netEnv) dnatPorts() map[int]bool {
+	e.t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.CloseLasting()
+	out := map[int]bool{}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: e.p.Name}
+	rules, err := c.GetRules(t, &nftables.Chain{Name: "prerouting", Table: t})
+	if err != nil {
+		return out // no table
+	}
+	for _, r := range rules {
+		for i, x := range r.Exprs {
+			p, ok := x.(*expr.Payload)
+			if !ok || p.Base != expr.PayloadBaseTransportHeader || p.Offset != 2 || p.Len != 2 || i+1 >= len(r.Exprs) {
+				continue
+			}
+			if cmp, ok := r.Exprs[i+1].(*expr.Cmp); ok && len(cmp.Data) == 2 {
+				out[int(endian.BigEndian.Uint16(cmp.Data))] = true
+			}
+		}
+	}
+	return out
+}
+
+// deleteTable removes the plugin's table behind its back.
+func (e *netEnv) deleteTable() {
+	e.t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.CloseLasting()
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: e.p.Name})
+	if err := c.Flush(); err != nil {
+		e.t.Errorf("delete table inet %s: %v", e.p.Name, err)
+	}
 }
 
 func (e *netEnv) docker(args ...string) string {

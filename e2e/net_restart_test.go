@@ -40,9 +40,7 @@ func TestNetKill9(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { exec.Command("ip", "link", "del", orphan).Run() })
-	if out, err := exec.Command("nft", "delete", "table", "inet", e.p.Name).CombinedOutput(); err != nil {
-		t.Fatalf("nft delete table: %v: %s", err, out)
-	}
+	e.deleteTable()
 
 	if err := e.p.start(); err != nil {
 		t.Fatal(err)
