@@ -106,6 +106,14 @@ func TestNetPorts(t *testing.T) {
 	if out := strings.TrimSpace(e.docker("port", c)); out != "" {
 		t.Errorf("docker port %s: %q, want nothing (G11)", c, out)
 	}
+	if out := strings.TrimSpace(e.docker("inspect", "-f", "{{json .NetworkSettings.Ports}}", c)); out != "{}" {
+		t.Errorf("NetworkSettings.Ports of %s: %s, want {} (G11)", c, out)
+	}
+	// What the plugin answers to EndpointOperInfo (dockplug.* keys) shows
+	// nowhere either.
+	if ci, ni := e.docker("inspect", c), e.docker("network", "inspect", net1); strings.Contains(ci+ni, "dockplug.published") {
+		t.Errorf("EndpointOperInfo values reached inspect")
+	}
 	var random int
 	for _, n := range e.ls().Networks {
 		for _, ep := range n.Endpoints {

@@ -81,8 +81,9 @@ func inPools(pools []subnet, a netip.Addr) bool {
 	return false
 }
 
-// EndpointOperInfo reports the endpoint's links and published ports. The
-// daemon keeps these values to itself (G11): `dockplug net ls` shows them.
+// EndpointOperInfo reports the endpoint's host link and published ports.
+// Neither engine shows these values anywhere (not in docker inspect, network
+// inspect, docker port: G11, TestNetPorts); `dockplug net ls` shows them.
 func (d *Driver) EndpointOperInfo(ctx context.Context, req *network.EndpointOperInfoRequest) (*network.EndpointOperInfoResponse, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
