@@ -9,8 +9,8 @@ import (
 
 // TestNetKill9: kill -9 of the plugin with live containers. The data plane
 // is the kernel's: connectivity and published ports hold while the plugin
-// is dead. Meanwhile the host loses some of what the plugin made (a gateway
-// address, the whole nftables table) and gains a stale link of the
+// is dead. Meanwhile the host loses some of what the plugin made (the
+// bridge with its gateway address, the whole nftables table) and gains a stale link of the
 // plugin's; at restart the plugin reconciles from its state (G8: the
 // daemon replays nothing) and afterwards new containers, rm and network rm
 // work, leaving nothing behind.
@@ -31,7 +31,7 @@ func TestNetKill9(t *testing.T) {
 	// Damage while it is down.
 	orphan := "dn-orphan" + randHex(2)
 	for _, args := range [][]string{
-		{"addr", "del", gw + "/24", "dev", br},
+		{"link", "del", br}, // the bridge (and its address); the veths stay, detached
 		{"link", "add", orphan, "type", "bridge"},
 		{"link", "set", orphan, "alias", "dockplug-net:" + e.p.Name + ":net:0123456789ab"},
 	} {
@@ -48,6 +48,7 @@ func TestNetKill9(t *testing.T) {
 	if out, _ := exec.Command("ip", "-4", "-o", "addr", "show", "dev", br).CombinedOutput(); !strings.Contains(string(out), " "+gw+"/") {
 		t.Errorf("after restart: bridge %s lacks gateway %s again: %s", br, gw, out)
 	}
+	e.expectHTTP("after restart: b -> a (veths attached to the new bridge)", b, "", ipa, 80, "hello-a")
 	if exec.Command("ip", "link", "show", orphan).Run() == nil {
 		t.Errorf("after restart: stale link %s with the plugin's alias is still there", orphan)
 	}
