@@ -16,10 +16,15 @@ import (
 // work, leaving nothing behind.
 func TestNetKill9(t *testing.T) {
 	e := setupNet(t)
-	port := freePorts(t, 1)[0]
+	ports := freePorts(t, 2)
+	port := ports[0]
 	net1 := e.network("k", "--subnet", freeSubnet(t).String())
 	a := e.server("a", net1, "-p", fmt.Sprintf("127.0.0.1:%d:80", port))
 	b := e.server("b", net1)
+	// gone's veth will vanish while the plugin is dead, as when its
+	// container's namespace goes away and no Leave can reach the plugin.
+	gone := e.server("gone", net1, "-p", fmt.Sprintf("127.0.0.1:%d:80", ports[1]))
+	goneEP := strings.TrimSpace(e.docker("inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).EndpointID}}", net1), gone))
 	ipa := e.ip(a, net1).String()
 	br := "dn-" + e.networkID(net1)[:12]
 	gw := strings.TrimSpace(e.docker("inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).Gateway}}", net1), a))
@@ -32,6 +37,7 @@ func TestNetKill9(t *testing.T) {
 	orphan := "dn-orphan" + randHex(2)
 	for _, args := range [][]string{
 		{"link", "del", br}, // the bridge (and its address); the veths stay, detached
+		{"link", "del", "dnh" + goneEP[:12]},
 		{"link", "add", orphan, "type", "bridge"},
 		{"link", "set", orphan, "alias", "dockplug-net:" + e.p.Name + ":net:0123456789ab"},
 	} {
@@ -53,10 +59,13 @@ func TestNetKill9(t *testing.T) {
 		t.Errorf("after restart: stale link %s with the plugin's alias is still there", orphan)
 	}
 	e.expectHTTP("after restart: published port (rules rebuilt)", "", "", "127.0.0.1", port, "hello-a")
+	if dnat := e.dnatPorts(); dnat[ports[1]] || !dnat[port] {
+		t.Errorf("after restart: DNAT rules for %v; want %d, and not %d whose endpoint's veth is gone", dnat, port, ports[1])
+	}
 	c := e.server("c", net1)
 	e.expectHTTP("after restart: new container -> a", c, "", ipa, 80, "hello-a")
 	e.expectHTTP("after restart: a -> new container by name", a, "", c, 80, "hello-c")
-	e.docker("rm", "-f", a, b, c)
+	e.docker("rm", "-f", a, b, c, gone)
 	e.docker("network", "rm", net1)
 	if ls := e.ls(); len(ls.Networks) != 0 {
 		t.Errorf("after rm and network rm the plugin holds %+v", ls.Networks)

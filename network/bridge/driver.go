@@ -134,7 +134,17 @@ func (d *Driver) reconcile(ctx context.Context) error {
 			continue
 		}
 		if !present[e.HostIf] {
-			d.log.Warn("reconcile: a joined endpoint's veth is gone (its container's end went with it)", "endpoint", e.ID, "link", e.HostIf)
+			// The container's network namespace went away while the
+			// plugin was down (taking the veth with it), so the daemon's
+			// Leave never arrived: unpublish. The record stays for the
+			// DeleteEndpoint the daemon sends when it cleans up (G9).
+			d.log.Warn("reconcile: a joined endpoint's veth is gone (its container went with it): unpublishing its ports", "endpoint", e.ID, "link", e.HostIf)
+			upd := *e
+			upd.Joined, upd.Ports = false, nil
+			if err := d.update(func(tx *bbolt.Tx) error { return put(tx, bucketEndpoints, e.ID, &upd) }); err != nil {
+				return fmt.Errorf("reconcile: %w", err)
+			}
+			*e = upd
 			continue
 		}
 		if err := repairPort(n, e); err != nil {
