@@ -185,7 +185,14 @@ func (d *Driver) Leave(ctx context.Context, req *network.LeaveRequest) error {
 
 // setPorts records e's published ports (and joined state) and reprograms
 // the rules; on failure the old ports stay.
+//
+// Containers without published ports (the common case) cost no write and
+// no rule rebuild here.
 func (d *Driver) setPorts(e *epRecord, ports []portMap, joined bool) error {
+	rulesChange := len(e.Ports) > 0 || len(ports) > 0
+	if !rulesChange && e.Joined == joined {
+		return nil
+	}
 	upd := *e
 	upd.Ports, upd.Joined = ports, joined
 	if err := d.update(func(tx *bbolt.Tx) error { return put(tx, bucketEndpoints, e.ID, &upd) }); err != nil {
@@ -193,6 +200,9 @@ func (d *Driver) setPorts(e *epRecord, ports []portMap, joined bool) error {
 	}
 	old := *e
 	*e = upd
+	if !rulesChange {
+		return nil
+	}
 	if err := d.syncRules(); err != nil {
 		*e = old
 		_ = d.update(func(tx *bbolt.Tx) error { return put(tx, bucketEndpoints, e.ID, &old) })
