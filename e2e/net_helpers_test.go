@@ -38,13 +38,22 @@ type netEnv struct {
 func setupNet(t *testing.T) *netEnv {
 	t.Helper()
 	need(t)
-	p := newPlug(t, "dpn", "dockplug-net", []string{network.Implements, bridge.AdminKind}, []string{"--net-ip-forward=false"})
+	p := newPlug(t, "dpn", "dockplug-net", []string{network.Implements}, []string{"--net-ip-forward=false"})
 	// The same process serves a dockplug-ipam as NAME-ipam.
 	p.args = append(p.args, "dockplug-ipam="+p.Name+"-ipam")
 	e := &netEnv{t: t, p: p, label: "dockplug-e2e=" + p.Name}
 	t.Cleanup(e.teardown)
 	if err := p.start(); err != nil {
 		t.Fatal(err)
+	}
+	// The daemon's socket lists only NetworkDriver; dockplug net ls uses
+	// the admin socket.
+	c := p.client().Plugin()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if m, err := c.Activate(ctx); err != nil || strings.Join(m.Implements, ",") != network.Implements {
+		t.Fatalf("plugin %s: the daemon's socket implements %v (%v), want only %s", p.Name, m, err, network.Implements)
 	}
 	return e
 }
@@ -277,7 +286,7 @@ func (e *netEnv) ls() *bridge.ListResponse {
 func (e *netEnv) lsErr() (*bridge.ListResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "net", "ls", "--json", "--name", e.p.Name).CombinedOutput()
+	out, err := exec.CommandContext(ctx, binary, "net", "ls", "--json", "--state-dir", e.p.Root, "--name", e.p.Name).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("dockplug net ls: %v: %s", err, out)
 	}

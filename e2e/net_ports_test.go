@@ -129,7 +129,7 @@ func TestNetPorts(t *testing.T) {
 		t.Fatalf("random host port %d, want one in the ephemeral range %d-%d (net ls: %+v)", random, lo, hi, e.ls())
 	}
 	// The table view names the bridge and the random mapping too.
-	if out, err := exec.Command(binary, "net", "ls", "--name", e.p.Name).CombinedOutput(); err != nil ||
+	if out, err := exec.Command(binary, "net", "ls", "--state-dir", e.p.Root, "--name", e.p.Name).CombinedOutput(); err != nil ||
 		!strings.Contains(string(out), "dn-"+e.networkID(net1)[:12]) || !strings.Contains(string(out), fmt.Sprintf("0.0.0.0:%d->", random)) {
 		t.Errorf("dockplug net ls: %v\n%s", err, out)
 	}

@@ -10,35 +10,34 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dockplug/dockplug/network/bridge"
-	"github.com/dockplug/dockplug/plugin"
 )
 
 func newNetCmd() *cobra.Command {
 	var (
-		socketDir string
-		name      string
-		asJSON    bool
-		timeout   time.Duration
+		stateDir string
+		name     string
+		asJSON   bool
+		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "net",
 		Short: "Show the networks of a running dockplug-net",
 	}
-	cmd.PersistentFlags().StringVar(&socketDir, "socket-dir", plugin.DefaultSocketDir, "socket directory of the plugin")
-	cmd.PersistentFlags().StringVar(&name, "name", "dockplug-net", "plugin name")
+	adminFlags(cmd, &stateDir, &name, "dockplug-net")
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.PersistentFlags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the plugin")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "ls",
 		Short: "List networks (bridge, subnets), endpoints and published ports",
-		Long: `Ask the running network plugin (over its socket) what it holds. Published
+		Long: `Ask the running network plugin (on its admin socket, <state-dir>/NAME/admin.sock)
+what it holds. Published
 ports are listed here because the daemon never shows a remote driver's port
 mappings in docker ps or docker port (G11), random host ports included.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			c, err := runningPlugin(socketDir, name)
+			c, err := adminPlugin(stateDir, name)
 			if err != nil {
 				return err
 			}

@@ -20,7 +20,7 @@ func init() {
 			fs.BoolVar(&ipForward, "net-ip-forward", true,
 				"set net.ipv4.ip_forward=1 when a non-internal network exists, as dockerd does (never set back to 0); false: only the plugin's own bridges forward")
 		},
-		Open: func(ctx context.Context, env *serveEnv) ([]plugin.Kind, func() error, error) {
+		Open: func(ctx context.Context, env *serveEnv) (*opened, error) {
 			d, err := bridge.New(ctx, bridge.Config{
 				Name:      filepath.Base(env.StateDir), // the served name: <state-dir>/NAME
 				StateDir:  env.StateDir,
@@ -28,9 +28,9 @@ func init() {
 				Logger:    env.Logger,
 			})
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			return []plugin.Kind{network.NewHandler(d), d.Admin()}, d.Close, nil
+			return &opened{Kinds: []plugin.Kind{network.NewHandler(d)}, Admin: []plugin.Kind{d.Admin()}, Close: d.Close}, nil
 		},
 	})
 }

@@ -6,11 +6,11 @@ import (
 	"github.com/dockplug/dockplug/plugin"
 )
 
-// The operator's view (`dockplug net ls`), served next to NetworkDriver
-// like the other plugins' admin methods; the daemon ignores the kind. Kept
-// in this one file so it can move with the others to an admin socket.
+// The operator's view (`dockplug net ls`). These methods are not part of
+// the protocol the daemon speaks: serve them on the admin socket, never
+// next to NetworkDriver on the daemon's socket.
 
-// AdminKind is listed in Plugin.Activate next to NetworkDriver.
+// AdminKind is what Plugin.Activate lists on the admin socket.
 const AdminKind = "dockplug.net-admin"
 
 // MethodList lists networks, endpoints and published ports.
@@ -47,7 +47,7 @@ type EndpointInfo struct {
 
 type admin struct{ d *Driver }
 
-// Admin returns the Kind serving the admin methods.
+// Admin returns the Kind serving the admin methods, for the admin socket.
 func (d *Driver) Admin() plugin.Kind { return admin{d} }
 
 func (a admin) Implements() string { return AdminKind }
