@@ -65,7 +65,14 @@ func TestNetKill9(t *testing.T) {
 	c := e.server("c", net1)
 	e.expectHTTP("after restart: new container -> a", c, "", ipa, 80, "hello-a")
 	e.expectHTTP("after restart: a -> new container by name", a, "", c, 80, "hello-c")
-	e.docker("rm", "-f", a, b, c, gone)
+	// The bridge deleted under the running plugin: the next Join makes it
+	// again.
+	if out, err := exec.Command("ip", "link", "del", br).CombinedOutput(); err != nil {
+		t.Fatalf("ip link del %s: %v: %s", br, err, out)
+	}
+	d := e.server("d", net1)
+	e.expectHTTP("bridge recreated at Join: a -> d", a, "", e.ip(d, net1).String(), 80, "hello-d")
+	e.docker("rm", "-f", a, b, c, d, gone)
 	e.docker("network", "rm", net1)
 	if ls := e.ls(); len(ls.Networks) != 0 {
 		t.Errorf("after rm and network rm the plugin holds %+v", ls.Networks)

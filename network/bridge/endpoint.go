@@ -143,6 +143,22 @@ func (d *Driver) Join(ctx context.Context, req *network.JoinRequest) (*network.J
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if l, err := linkByName(n.Bridge); err == nil && l == nil {
+		// Someone deleted the bridge under the running plugin: make it
+		// again rather than fail every container start until a restart.
+		d.log.Warn("bridge missing at Join: recreating it", "network", n.ID, "bridge", n.Bridge)
+		if err := ensureBridge(d.cfg.Name, n); err != nil {
+			return nil, err
+		}
+		// The other containers' veths fell off with it.
+		for _, o := range sortedEps(d.eps) {
+			if o.NetworkID == n.ID && o.Joined && o.ID != e.ID {
+				if err := repairPort(n, o); err != nil {
+					d.log.Warn("re-attach veth", "endpoint", o.ID, "err", err)
+				}
+			}
+		}
+	}
 	if err := makeVeth(d.cfg.Name, n, e); err != nil {
 		return nil, err
 	}
