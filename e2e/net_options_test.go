@@ -34,6 +34,7 @@ func TestNetBadOptions(t *testing.T) {
 		{[]string{"-o", "bridge=a/b"}, "contains '/'"},
 		{[]string{"-o", "mtu=1400", "-o", "com.docker.network.driver.mtu=1400"}, "given twice"},
 		{[]string{"-o", "host_binding_ipv4=::1"}, "not an IPv4 address"},
+		{[]string{"-o", "container_iface_prefix=eth0"}, "not ending in a digit"},
 		{[]string{"-o", "bridge=" + foreign}, "already exists and is not this network's bridge"},
 		{[]string{"--ipam-driver", e.ipam(), "--subnet", sub.String()}, "overlaps " + sub.String()},
 	} {
