@@ -23,6 +23,8 @@ import (
 
 	"github.com/dockplug/dockplug/ipam"
 	"github.com/dockplug/dockplug/ipam/driver"
+	"github.com/dockplug/dockplug/network"
+	"github.com/dockplug/dockplug/network/bridge"
 	"github.com/dockplug/dockplug/plugin"
 	"github.com/dockplug/dockplug/volume"
 	"github.com/dockplug/dockplug/volume/local"
@@ -381,6 +383,7 @@ func TestAdminMethodsOnlyOnTheAdminSocket(t *testing.T) {
 	for _, c := range []struct{ name, kind, adminKind, adminMethod string }{
 		{"dockplug-volume", volume.Kind, local.AdminKind, local.MethodRefs},
 		{"dockplug-ipam", ipam.Implements, driver.AdminKind, driver.MethodPools},
+		{"dockplug-net", network.Implements, bridge.AdminKind, bridge.MethodList},
 	} {
 		m := waitActivate(t, "unix://"+filepath.Join(sock, c.name+".sock"))
 		if strings.Join(m.Implements, ",") != c.kind {
@@ -406,13 +409,13 @@ func TestAdminMethodsOnlyOnTheAdminSocket(t *testing.T) {
 			t.Errorf("%s: the admin socket implements %v, want %s", c.name, am.Implements, c.adminKind)
 		}
 	}
-	// The daemon's socket dir holds the two public sockets and nothing else.
+	// The daemon's socket dir holds the public sockets and nothing else.
 	entries, _ := os.ReadDir(sock)
 	var names []string
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, ",") != "dockplug-ipam.sock,dockplug-volume.sock" {
+	if strings.Join(names, ",") != "dockplug-ipam.sock,dockplug-net.sock,dockplug-volume.sock" {
 		t.Errorf("socket dir holds %v", names)
 	}
 	// The admin commands find the admin socket from --state-dir.
@@ -425,7 +428,7 @@ func TestAdminMethodsOnlyOnTheAdminSocket(t *testing.T) {
 		t.Errorf("volume refs: %v\n%s", err, out)
 	}
 	p.stop(t)
-	for _, name := range []string{"dockplug-volume", "dockplug-ipam"} {
+	for _, name := range []string{"dockplug-volume", "dockplug-ipam", "dockplug-net"} {
 		if _, err := os.Lstat(adminSocketPath(state, name)); !os.IsNotExist(err) {
 			t.Errorf("%s: admin socket left after SIGTERM: %v", name, err)
 		}
