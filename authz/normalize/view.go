@@ -49,13 +49,18 @@ type Request struct {
 
 // User is who is asking.
 type User struct {
-	// Name is the TLS client certificate's CN (empty over the unix socket).
+	// Name is the TLS client certificate's CN, or through the identity
+	// proxy the caller's passwd name ("" for a uid without one).
 	Name string `cel:"name"`
-	// AuthMethod is "TLS" when Name is set.
+	// AuthMethod is "TLS" for a client certificate, "peercred" through the
+	// identity proxy, "" otherwise.
 	AuthMethod string `cel:"authMethod"`
-	// UID and GID are -1 when unknown (no identity proxy).
-	UID    int64    `cel:"uid"`
-	GID    int64    `cel:"gid"`
+	// UID and GID are the caller's (SO_PEERCRED, through the identity
+	// proxy); -1 when unknown.
+	UID int64 `cel:"uid"`
+	GID int64 `cel:"gid"`
+	// Groups are the names of GID and of the groups the group database
+	// lists the user in (number for a group without a name), sorted.
 	Groups []string `cel:"groups"`
 }
 

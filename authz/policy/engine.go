@@ -38,6 +38,8 @@ type Engine struct {
 	cur      atomic.Pointer[Policy]
 	lastErr  atomic.Pointer[error]
 	OnReload func(ok bool) // for metrics; may be nil
+	// Identity verifies the identity proxy's header; nil trusts none.
+	Identity *Identity
 }
 
 // NewEngine loads path; a failure is logged and leaves the engine denying.
@@ -90,11 +92,11 @@ func (e *Engine) Decide(ctx context.Context, req *authz.Request, response bool) 
 	p := e.cur.Load()
 	if p == nil {
 		if response {
-			return Decision{Allow: true, Rule: "no-policy"}
+			return Decision{Allow: true, Rule: "no-policy", UID: -1}
 		}
-		return Decision{Rule: "no-policy", Message: fmt.Sprintf("no valid authorization policy, denying everything: %v", e.Err())}
+		return Decision{Rule: "no-policy", UID: -1, Message: fmt.Sprintf("no valid authorization policy, denying everything: %v", e.Err())}
 	}
-	return p.Decide(ctx, req, response)
+	return p.DecideAs(ctx, req, response, e.Identity)
 }
 
 // Watch reloads on each signal from hup (SIGHUP) and whenever the file

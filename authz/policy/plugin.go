@@ -120,6 +120,7 @@ type auditLine struct {
 	Time     string  `json:"time"`
 	Phase    string  `json:"phase"`
 	User     string  `json:"user"`
+	UID      int64   `json:"uid"`
 	Action   string  `json:"action"`
 	Path     string  `json:"path"`
 	Decision string  `json:"decision"`
@@ -137,7 +138,7 @@ func (a *Audit) Write(phase string, d Decision) {
 	if d.Allow {
 		dec = "allow"
 	}
-	b, err := json.Marshal(auditLine{Time: time.Now().UTC().Format(time.RFC3339Nano), Phase: phase, User: d.User,
+	b, err := json.Marshal(auditLine{Time: time.Now().UTC().Format(time.RFC3339Nano), Phase: phase, User: d.User, UID: d.UID,
 		Action: d.Action, Path: d.Path, Decision: dec, Rule: d.Rule, Message: d.Message,
 		EvalUS: float64(d.Elapsed.Nanoseconds()) / 1e3})
 	if err != nil {

@@ -11,12 +11,13 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dockplug/dockplug/authz"
+	"github.com/dockplug/dockplug/authz/identity"
 	"github.com/dockplug/dockplug/authz/policy"
 	"github.com/dockplug/dockplug/plugin"
 )
 
 func init() {
-	var policyFile, auditFile string
+	var policyFile, auditFile, keyFile string
 	register(&pluginDef{
 		Name:  "dockplug-authz",
 		OptIn: true,
@@ -24,6 +25,7 @@ func init() {
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&policyFile, "authz-policy", "", "policy file (YAML); reloaded on SIGHUP and when it changes. Missing or broken: every request is denied")
 			fs.StringVar(&auditFile, "authz-audit", "", "append one JSON line per decision to this file (default: stderr)")
+			fs.StringVar(&keyFile, "authz-identity-key", "", "identity key FILE shared with dockplug authz-proxy: its signed identity header becomes user.uid/gid/name/groups. Without it, a request carrying the header is denied")
 		},
 		Open: func(ctx context.Context, env *serveEnv) (*opened, error) {
 			var audit io.Writer = os.Stderr
@@ -40,6 +42,9 @@ func init() {
 			// run (dockerd cannot start without it) and deny everything.
 			e := policy.NewEngine(policyFile, env.Logger)
 			e.OnReload = m.Reloaded
+			if keyFile != "" {
+				e.Identity = &policy.Identity{Verifier: identity.NewVerifier(keyFile), Accounts: identity.NewAccounts()}
+			}
 			m.Reloaded(e.Err() == nil)
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
