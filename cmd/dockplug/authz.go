@@ -6,13 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
+	"os/user"
+	"strconv"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dockplug/dockplug/authz"
+	"github.com/dockplug/dockplug/authz/identity"
 	"github.com/dockplug/dockplug/authz/policy"
+	"github.com/dockplug/dockplug/authz/proxy"
 )
 
 // newAuthzCmd is `dockplug authz`: the tools a policy author needs, usable
@@ -112,4 +118,72 @@ func testFile(ctx context.Context, stdin io.Reader, name string, p *policy.Polic
 		}
 		report(label, p.Decide(ctx, &req, false))
 	}
+}
+
+// newAuthzProxyCmd is `dockplug authz-proxy`: the identity proxy in front
+// of the daemon's socket (package authz/proxy).
+func newAuthzProxyCmd() *cobra.Command {
+	var listen, upstream, keyFile, group, mode string
+	cmd := &cobra.Command{
+		Use:   "authz-proxy --listen SOCKET --upstream DAEMON-SOCKET --identity-key FILE",
+		Short: "Serve the daemon's API on a socket of its own, telling dockplug-authz each caller's uid and gid",
+		Long: `authz-proxy listens on --listen and forwards every request to the daemon's
+socket, streams and hijacked connections (attach, exec) included. For each
+connection it reads the caller's uid, gid and pid (SO_PEERCRED); it removes
+any X-Dockplug-Identity header the caller sent and adds its own, signed with
+the key in --identity-key (created, mode 0600, if missing). Give the plugin
+the same file: dockplug serve dockplug-authz --authz-identity-key FILE.
+Policies then see user.uid, user.gid, user.name and user.groups.
+
+Expose only this socket to users: anyone who can reach the daemon's own
+socket bypasses the proxy (and is anonymous to the plugin).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keyFile == "" {
+				return errors.New("--identity-key is required: the plugin must be able to tell the proxy's header from a forged one")
+			}
+			key, err := identity.ReadOrCreateKey(keyFile)
+			if err != nil {
+				return err
+			}
+			perm, err := strconv.ParseUint(mode, 8, 32)
+			if err != nil || perm&^0o777 != 0 {
+				return fmt.Errorf("--socket-mode %q: want an octal mode such as 0660", mode)
+			}
+			gid := -1
+			if group != "" {
+				g, err := lookupGID(group)
+				if err != nil {
+					return fmt.Errorf("--socket-group: %w", err)
+				}
+				gid = g
+			}
+			l, err := proxy.Listen(listen, fs.FileMode(perm), gid)
+			if err != nil {
+				return err
+			}
+			defer os.Remove(listen)
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			log.Info("authz-proxy serving", "listen", listen, "upstream", upstream)
+			return proxy.New(upstream, key, log).Serve(cmd.Context(), l)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "/run/docker-authz.sock", "the socket users call (DOCKER_HOST=unix://SOCKET)")
+	f.StringVar(&upstream, "upstream", "/var/run/docker.sock", "the daemon's socket")
+	f.StringVar(&keyFile, "identity-key", "", "key FILE shared with dockplug-authz (--authz-identity-key); created if missing")
+	f.StringVar(&mode, "socket-mode", "0666", "mode of the listening socket (octal): who may connect")
+	f.StringVar(&group, "socket-group", "", "group (name or GID) owning the listening socket")
+	return cmd
+}
+
+func lookupGID(group string) (int, error) {
+	if n, err := strconv.Atoi(group); err == nil {
+		return n, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(g.Gid)
 }
