@@ -163,3 +163,19 @@ func TestHiddenFormBody(t *testing.T) {
 		t.Error("a form body overrides the query in r.FormValue but is never forwarded")
 	}
 }
+
+// CapAdd and CapDrop are moby's strslice.StrSlice: a single string is a
+// one-element list, and the daemon runs such a body (found by the body
+// differential test in bench/authzdiff).
+func TestCapsAsOneString(t *testing.T) {
+	in := create(`{"Image":"x","HostConfig":{"CapAdd":"sys_admin","CapDrop":"ALL"}}`)
+	if in.Problem != "" {
+		t.Fatalf("refused a body the daemon accepts: %s", in.Problem)
+	}
+	if !slices.Equal(in.Container.CapAdd, []string{"CAP_SYS_ADMIN"}) || !slices.Equal(in.Container.CapDrop, []string{"ALL"}) {
+		t.Fatalf("caps %v / %v", in.Container.CapAdd, in.Container.CapDrop)
+	}
+	if in := create(`{"HostConfig":{"CapAdd":7}}`); in.Problem == "" {
+		t.Fatal("a number is not a StrSlice, for the daemon either")
+	}
+}

@@ -44,3 +44,41 @@ func FuzzRouter(f *testing.F) {
 		}
 	})
 }
+
+var bodies = flag.Int("bodies", 3000, "fuzzed container-create bodies per run")
+
+// TestBodyDifferential: whenever moby v28.5.2's container decoder accepts a
+// create body, the normaliser accepts it too and sees the same dangerous
+// fields (see body.go).
+func TestBodyDifferential(t *testing.T) {
+	res := RunBodies(*seed, *bodies)
+	t.Logf("bodies tried: %d; accepted by the daemon's decoder: %d; refused: %d; accepted but not judged by the normaliser (denied): %d; disagreements: %d",
+		res.Tried, res.Accepted, res.Refused, res.OverDenied, len(res.Disagreements))
+	for i, d := range res.Disagreements {
+		if i == 20 {
+			t.Errorf("... and %d more", len(res.Disagreements)-20)
+			break
+		}
+		t.Error(d)
+	}
+	if res.OverDenied > 0 {
+		t.Errorf("%d bodies the daemon runs were refused by the normaliser (denied: safe, but not what the daemon does)", res.OverDenied)
+	}
+	if res.Accepted < res.Tried/4 || res.Refused == 0 {
+		t.Errorf("accepted %d, refused %d of %d: the generator is not exercising both paths", res.Accepted, res.Refused, res.Tried)
+	}
+}
+
+// FuzzBody: go test -fuzz FuzzBody ./authzdiff
+func FuzzBody(f *testing.F) {
+	f.Add([]byte(`{"Image":"x","HostConfig":{"Privileged":true}}`))
+	f.Add([]byte(`{"HostConfig":{"pſivileged":false,"PRIVILEGED":true}}`))
+	f.Add([]byte(`{"HostConfig":{"Binds":["/:/h"]}} {}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var res BodyResult
+		CheckBody(&res, body)
+		for _, d := range res.Disagreements {
+			t.Error(d)
+		}
+	})
+}

@@ -11,6 +11,8 @@
 // stable since API 1.41 (plus the legacy HostConfig.Capabilities).
 package moby
 
+import "encoding/json"
+
 // CreateRequest is container.CreateRequest, the body of POST
 // /containers/create.
 type CreateRequest struct {
@@ -37,8 +39,8 @@ type HostConfig struct {
 	VolumeDriver   string
 	VolumesFrom    []string
 	Annotations    map[string]string `json:",omitempty"`
-	CapAdd         []string
-	CapDrop        []string
+	CapAdd         StrSlice
+	CapDrop        StrSlice
 	CgroupnsMode   string
 	IpcMode        string
 	Cgroup         string
@@ -163,4 +165,27 @@ type PluginPrivilege struct {
 	Name        string
 	Description string
 	Value       []string
+}
+
+// StrSlice is strslice.StrSlice: a JSON array of strings or a single
+// string. The daemon accepts "CapAdd": "SYS_ADMIN" as ["SYS_ADMIN"]; a
+// plain []string would refuse it (and so deny a body the daemon runs).
+type StrSlice []string
+
+// UnmarshalJSON decodes an array or a string, as moby's does; an empty
+// input leaves the value alone.
+func (e *StrSlice) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	p := make([]string, 0, 1)
+	if err := json.Unmarshal(b, &p); err != nil {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		p = append(p, s)
+	}
+	*e = p
+	return nil
 }
