@@ -40,9 +40,13 @@ type BodyResult struct {
 // hostFields are the HostConfig fields the baseline preset judges, with a
 // generator of values for each (some of the wrong type).
 var hostFields = map[string]func(r *rand.Rand) any{
-	"Privileged":   func(r *rand.Rand) any { return pick(r, true, false, true, "true", 1, nil) },
-	"Binds":        func(r *rand.Rand) any { return pickList(r, "/:/h", "/etc:/e:ro", "/var/run/docker.sock:/s", "vol:/d", "/srv/../etc:/x", "//root//:/r", "/tmp/:/t:rw,z") },
-	"CapAdd":       func(r *rand.Rand) any { return pickList(r, "SYS_ADMIN", "cap_sys_admin", "ALL", "net_raw", "CAP_NET_ADMIN", "sys_ptrace") },
+	"Privileged": func(r *rand.Rand) any { return pick(r, true, false, true, "true", 1, nil) },
+	"Binds": func(r *rand.Rand) any {
+		return pickList(r, "/:/h", "/etc:/e:ro", "/var/run/docker.sock:/s", "vol:/d", "/srv/../etc:/x", "//root//:/r", "/tmp/:/t:rw,z")
+	},
+	"CapAdd": func(r *rand.Rand) any {
+		return pickList(r, "SYS_ADMIN", "cap_sys_admin", "ALL", "net_raw", "CAP_NET_ADMIN", "sys_ptrace")
+	},
 	"CapDrop":      func(r *rand.Rand) any { return pickList(r, "ALL", "net_raw", "CAP_CHOWN") },
 	"NetworkMode":  func(r *rand.Rand) any { return pick(r, "host", "bridge", "none", "default", "", "container:x", 7) },
 	"PidMode":      func(r *rand.Rand) any { return pick(r, "host", "", "container:x") },
@@ -50,7 +54,9 @@ var hostFields = map[string]func(r *rand.Rand) any{
 	"UTSMode":      func(r *rand.Rand) any { return pick(r, "host", "") },
 	"UsernsMode":   func(r *rand.Rand) any { return pick(r, "host", "") },
 	"CgroupnsMode": func(r *rand.Rand) any { return pick(r, "host", "private", "") },
-	"SecurityOpt":  func(r *rand.Rand) any { return pickList(r, "seccomp=unconfined", "apparmor=unconfined", "label=disable", "no-new-privileges", "systempaths=unconfined") },
+	"SecurityOpt": func(r *rand.Rand) any {
+		return pickList(r, "seccomp=unconfined", "apparmor=unconfined", "label=disable", "no-new-privileges", "systempaths=unconfined")
+	},
 	"Devices": func(r *rand.Rand) any {
 		return pick(r, []map[string]string{{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "rwm"}}, []any{}, nil)
 	},
