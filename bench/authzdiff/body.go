@@ -244,8 +244,8 @@ func same(a, b daemonView) bool {
 // CheckBody runs one body through both decoders.
 func CheckBody(res *BodyResult, body []byte) {
 	res.Tried++
-	// A fixed SysInfo keeps the daemon's resource validation independent
-	// of this machine; none of the generated fields is a resource.
+	// The decoder validates resources against this machine's sysinfo;
+	// none of the generated fields is a resource, so that never decides.
 	dec := runconfig.ContainerDecoder{}
 	cfg, hc, _, derr := dec.DecodeConfig(bytes.NewReader(body))
 	in := normalize.Normalize(&authz.Request{
