@@ -97,7 +97,7 @@ func StartProcess(bin, parent string) (*Server, error) {
 		}
 		host := "127.0.0.1:" + strconv.Itoa(port)
 		s := &Server{Endpoint: "http://" + host, Host: host, Dir: dir, done: make(chan struct{}), out: &lockedBuffer{}}
-		s.cmd = exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region, "--port", host, "posix", dir)
+		s.cmd = exec.Command(bin, "--quiet", "--access", AccessKey, "--secret", SecretKey, "--region", Region, "--port", host, "posix", dir)
 		s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := s.cmd.Start(); err != nil {

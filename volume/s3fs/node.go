@@ -32,21 +32,21 @@ type node struct {
 }
 
 var (
-	_ fs.NodeLookuper  = (*node)(nil)
-	_ fs.NodeReaddirer = (*node)(nil)
-	_ fs.NodeGetattrer = (*node)(nil)
-	_ fs.NodeSetattrer = (*node)(nil)
-	_ fs.NodeMkdirer   = (*node)(nil)
-	_ fs.NodeRmdirer   = (*node)(nil)
-	_ fs.NodeUnlinker  = (*node)(nil)
-	_ fs.NodeRenamer   = (*node)(nil)
-	_ fs.NodeCreater   = (*node)(nil)
-	_ fs.NodeOpener    = (*node)(nil)
-	_ fs.NodeStatfser  = (*node)(nil)
-	_ fs.NodeFsyncer   = (*node)(nil)
-	_ fs.NodeLinker    = (*node)(nil)
-	_ fs.NodeSymlinker = (*node)(nil)
-	_ fs.NodeMknoder   = (*node)(nil)
+	_ fs.NodeLookuper       = (*node)(nil)
+	_ fs.NodeOpendirHandler = (*node)(nil)
+	_ fs.NodeGetattrer      = (*node)(nil)
+	_ fs.NodeSetattrer      = (*node)(nil)
+	_ fs.NodeMkdirer        = (*node)(nil)
+	_ fs.NodeRmdirer        = (*node)(nil)
+	_ fs.NodeUnlinker       = (*node)(nil)
+	_ fs.NodeRenamer        = (*node)(nil)
+	_ fs.NodeCreater        = (*node)(nil)
+	_ fs.NodeOpener         = (*node)(nil)
+	_ fs.NodeStatfser       = (*node)(nil)
+	_ fs.NodeFsyncer        = (*node)(nil)
+	_ fs.NodeLinker         = (*node)(nil)
+	_ fs.NodeSymlinker      = (*node)(nil)
+	_ fs.NodeMknoder        = (*node)(nil)
 )
 
 // path is the node's path from the root ("" for the root).
@@ -93,20 +93,56 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	return ch, 0
 }
 
-func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+// OpendirHandle lists the directory once; the listing answers the
+// handle's READDIRPLUS lookups too, so ls -l is one listing, not one per
+// entry.
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	names, entries, err := n.fsys.names(ctx, n.path())
 	if err != nil {
-		return nil, n.fsys.eio("list", n.fsys.dirKey(n.path()), err)
+		return nil, 0, n.fsys.eio("list", n.fsys.dirKey(n.path()), err)
 	}
-	out := make([]fuse.DirEntry, 0, len(names))
-	for _, name := range names {
-		mode := uint32(syscall.S_IFREG)
-		if entries[name].dir {
-			mode = syscall.S_IFDIR
-		}
-		out = append(out, fuse.DirEntry{Name: name, Mode: mode})
+	return &dirHandle{n: n, names: names, entries: entries}, 0, 0
+}
+
+type dirHandle struct {
+	n       *node
+	names   []string
+	entries map[string]entry
+	pos     int
+}
+
+var (
+	_ fs.FileReaddirenter = (*dirHandle)(nil)
+	_ fs.FileLookuper     = (*dirHandle)(nil)
+	_ fs.FileSeekdirer    = (*dirHandle)(nil)
+)
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if h.pos >= len(h.names) {
+		return nil, 0
 	}
-	return fs.NewListDirStream(out), 0
+	name := h.names[h.pos]
+	h.pos++
+	mode := uint32(syscall.S_IFREG)
+	if h.entries[name].dir {
+		mode = syscall.S_IFDIR
+	}
+	return &fuse.DirEntry{Name: name, Mode: mode, Off: uint64(h.pos)}, 0
+}
+
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	h.pos = int(min(off, uint64(len(h.names))))
+	return 0
+}
+
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	e, ok := h.entries[name]
+	if !ok {
+		return h.n.Lookup(ctx, name, out)
+	}
+	ch := h.n.newChild(ctx, name, e)
+	ch.Operations().(*node).attr(&out.Attr)
+	return ch, 0
 }
 
 func (n *node) attr(a *fuse.Attr) {
@@ -349,6 +385,12 @@ func (f *FS) renameDir(ctx context.Context, src, dst string) syscall.Errno {
 			hasMarker = true
 		}
 		d := dk + strings.TrimPrefix(k, sk)
+		if strings.HasSuffix(k, "/") { // a directory marker: made, not copied
+			if _, err := f.o.Client.PutObject(ctx, f.o.Bucket, d, bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
+				return f.eio("rename: marker", d, err)
+			}
+			continue
+		}
 		if _, err := f.o.Client.CopyObject(ctx, minio.CopyDestOptions{Bucket: f.o.Bucket, Object: d}, minio.CopySrcOptions{Bucket: f.o.Bucket, Object: k}); err != nil {
 			return f.eio("rename: copy to "+d, k, err)
 		}
