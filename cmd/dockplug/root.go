@@ -41,7 +41,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newServeCmd(), newLsCmd(), newIpamCmd(), newVolumeCmd())
+	root.AddCommand(newVersionCmd(), newServeCmd(), newLsCmd(), newIpamCmd(), newVolumeCmd(), newS3MountCmd())
 	return root
 }
 

@@ -58,6 +58,8 @@ type Driver struct {
 
 	mu      sync.Mutex // Create/Remove against Mount
 	clients sync.Map   // profile name -> *minio.Client
+
+	closeOnce sync.Once
 }
 
 var _ volume.Driver = (*Driver)(nil)
@@ -124,7 +126,9 @@ func New(ctx context.Context, cfg DriverConfig) (*Driver, error) {
 // and their processes stay: containers are using them.
 func (d *Driver) Close() error {
 	d.procs.close()
-	return d.db.Close()
+	var err error
+	d.closeOnce.Do(func() { err = d.db.Close() })
+	return err
 }
 
 func (d *Driver) mountpoint(name string) string { return filepath.Join(d.cfg.StateDir, "mounts", name) }

@@ -116,4 +116,3 @@ func ServeMount(ctx context.Context, specFile string, log *slog.Logger) (err err
 	}
 	return nil
 }
-

@@ -30,13 +30,14 @@ import (
 type procs struct {
 	d *Driver
 
-	mu       sync.Mutex // one volume's process changes at a time
-	watching map[string]int
-	stopping map[string]bool // unmounts we asked for: not a death
-	remounts map[string]int
-	lastDead map[string]string
-	closed   chan struct{}
-	wg       sync.WaitGroup
+	mu        sync.Mutex // one volume's process changes at a time
+	watching  map[string]int
+	stopping  map[string]bool // unmounts we asked for: not a death
+	remounts  map[string]int
+	lastDead  map[string]string
+	closed    chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 var _ mounts.Mounter = (*procs)(nil)
@@ -384,7 +385,7 @@ func (p *procs) status(name string) map[string]any {
 }
 
 func (p *procs) close() {
-	close(p.closed)
+	p.closeOnce.Do(func() { close(p.closed) })
 	p.wg.Wait()
 }
 

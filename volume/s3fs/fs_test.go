@@ -331,7 +331,7 @@ func TestUnsupportedAreCleanErrors(t *testing.T) {
 
 func TestLargeDirectoryPagesAndOtherClientsObjects(t *testing.T) {
 	m := mount(t, func(o *Options) { o.CacheTTL = 0 })
-	const n = 2100 // more than two pages of 1000
+	const n = 1100 // more than one page of 1000
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for i := range n {
