@@ -30,4 +30,3 @@ func newS3MountCmd() *cobra.Command {
 	_ = cmd.MarkFlagRequired("spec")
 	return cmd
 }
-

@@ -71,13 +71,11 @@ func writeMetaOnce(ctx context.Context, cli *minio.Client, m *Meta) error {
 func prefixEmpty(ctx context.Context, cli *minio.Client, bucket, prefix string) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for o := range cli.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, MaxKeys: 1}) {
-		if o.Err != nil {
-			return false, o.Err
-		}
-		return false, nil
+	o, ok := <-cli.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, MaxKeys: 1})
+	if ok && o.Err != nil {
+		return false, o.Err
 	}
-	return true, nil
+	return !ok, nil
 }
 
 // deletePrefix deletes every object under prefix.
