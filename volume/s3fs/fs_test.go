@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -542,5 +543,42 @@ func TestPermissionsFromOptions(t *testing.T) {
 		if st.Mode() != want || sys.Uid != 1234 || sys.Gid != 5678 {
 			t.Errorf("%q: mode %v uid %d gid %d, want %v 1234 5678", p, st.Mode(), sys.Uid, sys.Gid, want)
 		}
+	}
+}
+
+// The kernel checks the volume's uid, gid and mode (default_permissions):
+// the owner may write, others may only read.
+func TestPermissionsEnforced(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not installed")
+	}
+	m := mount(t, func(o *Options) { o.UID, o.GID, o.Mode = 4321, 4321, 0o755 })
+	// Let the other users reach the mount point.
+	if err := os.Chmod(filepath.Dir(m.dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	as := func(uid string, args ...string) error {
+		cmd := exec.Command(setpriv, append([]string{"--reuid=" + uid, "--regid=" + uid, "--clear-groups", "--"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	if err := as("4321", "sh", "-c", "echo mine > "+m.path("owned")); err != nil {
+		t.Fatalf("owner cannot write: %v", err)
+	}
+	if got := m.object("owned"); string(got) != "mine\n" {
+		t.Fatalf("owner's file in S3: %q", got)
+	}
+	if err := as("4322", "sh", "-c", "echo theirs > "+m.path("other")); err == nil {
+		t.Fatal("another user could write")
+	}
+	if err := as("4322", "cat", m.path("owned")); err != nil {
+		t.Fatalf("another user cannot read: %v", err)
+	}
+	if m.object("other") != nil {
+		t.Fatal("the refused write reached S3")
 	}
 }
