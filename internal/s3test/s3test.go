@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,11 +101,24 @@ func StartProcess(bin, parent string) (*Server, error) {
 		s.cmd = exec.Command(bin, "--quiet", "--access", AccessKey, "--secret", SecretKey, "--region", Region, "--port", host, "posix", dir)
 		s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := s.cmd.Start(); err != nil {
+		// Pdeathsig fires when the thread that forked the child exits:
+		// that thread stays locked until the server has been waited for.
+		started := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			if err := s.cmd.Start(); err != nil {
+				started <- err
+				return
+			}
+			started <- nil
+			s.cmd.Wait()
+			close(s.done)
+		}()
+		if err := <-started; err != nil {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("s3test: start versitygw: %w", err)
 		}
-		go func() { s.cmd.Wait(); close(s.done) }()
 		if err := s.waitUp(30 * time.Second); err != nil {
 			s.kill()
 			if strings.Contains(s.out.String(), "address already in use") {
@@ -157,6 +171,9 @@ func (s *Server) Stop() error {
 	}
 	return os.RemoveAll(s.Dir)
 }
+
+// Output is what the server printed (its first MiB).
+func (s *Server) Output() string { return s.out.String() }
 
 // Client is a minio client for the server with the test credentials.
 func (s *Server) Client() *minio.Client {
