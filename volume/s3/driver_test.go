@@ -381,6 +381,11 @@ func TestMountProcessWritesReadoptsAndRemounts(t *testing.T) {
 	}
 
 	// kill -9 of the mount process: detected and remounted, and reported.
+	// What a killed process left staged and journaled (here planted, as a
+	// process killed during an upload leaves it) is uploaded by the next.
+	cache := filepath.Join(state, "cache", "mm")
+	os.WriteFile(filepath.Join(cache, "planted.data"), []byte("staged before the kill"), 0o600)
+	os.WriteFile(filepath.Join(cache, "planted.key"), []byte("mm/staged"), 0o600)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -394,6 +399,9 @@ func TestMountProcessWritesReadoptsAndRemounts(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(mp, "a")); err != nil || string(b) != "one" {
 		t.Fatalf("read after remount: %q, %v", b, err)
+	}
+	if got := w.get("mm/staged"); got != "staged before the kill" {
+		t.Fatalf("staged data after the remount: %q", got)
 	}
 	// Writes after the remount, with async close: the last Unmount waits
 	// for the uploads.
