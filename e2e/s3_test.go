@@ -220,7 +220,7 @@ func TestS3BadOptionsAndCredentials(t *testing.T) {
 		opts []string
 		want string
 	}{
-		{[]string{"bucket=" + s.bucket, "size=1G"}, "unknown option(s) size; known options: bucket, cache, close, delete-data, gid, mode, prefix, profile, uid"},
+		{[]string{"bucket=" + s.bucket, "size=1G"}, "unknown option(s) size; known options: bucket, cache, close, delete-data, gid, mode, prefix, profile, staged-max, uid"},
 		{nil, "option bucket is required (-o bucket=NAME)"},
 		{[]string{"bucket=" + s.bucket, "close=later"}, `option close="later"`},
 		{[]string{"bucket=elsewhere"}, "bucket elsewhere prefix "},

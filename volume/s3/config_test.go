@@ -135,11 +135,11 @@ func TestAWSFallbackProfile(t *testing.T) {
 }
 
 func TestParseOpts(t *testing.T) {
-	o, err := parseOpts("vol", map[string]string{"bucket": "media", "uid": "1000", "mode": "0750", "close": "async", "cache": "5s"})
+	o, err := parseOpts("vol", map[string]string{"bucket": "media", "uid": "1000", "mode": "0750", "close": "async", "cache": "5s", "staged-max": "512MiB"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Prefix != "vol/" || o.UID != 1000 || o.Mode != 0o750 || !o.AsyncClose || o.CacheTTL.String() != "5s" {
+	if o.Prefix != "vol/" || o.UID != 1000 || o.Mode != 0o750 || !o.AsyncClose || o.CacheTTL.String() != "5s" || o.StagedMax != 512<<20 {
 		t.Fatalf("%+v", o)
 	}
 	for opts, want := range map[string]map[string]string{
@@ -151,6 +151,7 @@ func TestParseOpts(t *testing.T) {
 		"mode":                     {"bucket": "media", "mode": "4755"},
 		"uid":                      {"bucket": "media", "uid": "-1"},
 		"reserved":                 {"bucket": "media", "prefix": ".dockplug/x"},
+		"staged-max":               {"bucket": "media", "staged-max": "12"},
 	} {
 		if _, err := parseOpts("vol", want); err == nil || !strings.Contains(err.Error(), opts) {
 			t.Errorf("%v: %v, want %q", want, err, opts)

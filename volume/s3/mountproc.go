@@ -29,6 +29,7 @@ type MountSpec struct {
 	Mode       uint32 `json:"mode"`
 	CacheTTL   string `json:"cacheTTL"`
 	AsyncClose bool   `json:"asyncClose"`
+	StagedMax  int64  `json:"stagedMax,omitempty"`
 	// ExitFile receives "ok" when every upload finished at unmount, or
 	// the error.
 	ExitFile string `json:"exitFile"`
@@ -78,7 +79,7 @@ func ServeMount(ctx context.Context, specFile string, log *slog.Logger) (err err
 	fsys, err := s3fs.New(s3fs.Options{
 		Client: cli, Bucket: spec.Bucket, Prefix: spec.Prefix,
 		UID: spec.UID, GID: spec.GID, Mode: os.FileMode(spec.Mode),
-		CacheTTL: ttl, AsyncClose: spec.AsyncClose, CacheDir: spec.CacheDir, Logger: log,
+		CacheTTL: ttl, AsyncClose: spec.AsyncClose, MaxStaged: spec.StagedMax, CacheDir: spec.CacheDir, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -9,11 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/dockplug/dockplug/plugin"
 )
 
 // Options the driver accepts with docker volume create -o.
-var knownOptions = []string{"bucket", "cache", "close", "delete-data", "gid", "mode", "prefix", "profile", "uid"}
+var knownOptions = []string{"bucket", "cache", "close", "delete-data", "gid", "mode", "prefix", "profile", "staged-max", "uid"}
 
 // volOpts are a volume's parsed options.
 type volOpts struct {
@@ -25,6 +27,7 @@ type volOpts struct {
 	CacheTTL   time.Duration // lifetime of listings and attributes
 	AsyncClose bool
 	DeleteData bool
+	StagedMax  int64 // bytes of closed files waiting for upload (close=async)
 }
 
 const defaultCacheTTL = 2 * time.Second
@@ -79,6 +82,13 @@ func parseOpts(name string, opts map[string]string) (*volOpts, error) {
 			}
 		case "delete-data":
 			o.DeleteData, err = strconv.ParseBool(v)
+		case "staged-max":
+			var n uint64
+			n, err = humanize.ParseBytes(v)
+			if err == nil && (n < 1<<20 || n > 1<<50) {
+				err = errors.New("want a size between 1MiB and 1PiB, e.g. 512MiB or 4GiB")
+			}
+			o.StagedMax = int64(n)
 		default:
 			unknown = append(unknown, k)
 			continue

@@ -81,7 +81,7 @@ func (p *procs) start(ctx context.Context, name string) error {
 	spec := &MountSpec{
 		ConfigFile: p.d.cfg.Config.Path, Profile: m.Profile, Bucket: m.Bucket, Prefix: m.Prefix,
 		Volume: name, Mountpoint: mp, CacheDir: filepath.Join(p.d.cfg.StateDir, "cache", name),
-		UID: o.UID, GID: o.GID, Mode: uint32(o.Mode), CacheTTL: o.CacheTTL.String(), AsyncClose: o.AsyncClose,
+		UID: o.UID, GID: o.GID, Mode: uint32(o.Mode), CacheTTL: o.CacheTTL.String(), AsyncClose: o.AsyncClose, StagedMax: o.StagedMax,
 		ExitFile: p.file(name, ".exit"),
 	}
 	b, _ := json.MarshalIndent(spec, "", "  ")
