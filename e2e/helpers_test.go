@@ -56,6 +56,7 @@ type plug struct {
 	State string // Root/Name: the driver's state.db, volumes/, mounts/
 	Sock  string
 	args  []string // extra serve flags
+	env   []string // extra environment of the next start, e.g. a test fault point
 	out   *syncBuffer
 
 	mu   sync.Mutex
@@ -102,6 +103,9 @@ func (p *plug) start() error {
 	}
 	args := append([]string{"serve", kind + "=" + p.Name, "--state-dir", p.Root, "--log-level", "debug"}, p.args...)
 	cmd := exec.Command(binary, args...)
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true, // a terminal ^C reaches only the test binary
@@ -210,6 +214,22 @@ func (p *plug) kill9(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("plugin %s survived SIGKILL", p.Name)
+	}
+}
+
+// waitOutput waits until the plugin has written a line containing s, after
+// the first from bytes of its output.
+func (p *plug) waitOutput(t *testing.T, from int, s string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(p.out.String()[from:], s) {
+		if !p.running() {
+			t.Fatalf("plugin %s exited before writing %q:\n%s", p.Name, s, tail(p.out.String(), 40))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin %s did not write %q within 3 minutes", p.Name, s)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -19,7 +19,6 @@ import (
 	"github.com/dockplug/dockplug/internal/dockertest"
 	"github.com/dockplug/dockplug/ipam"
 	"github.com/dockplug/dockplug/ipam/driver"
-	"github.com/dockplug/dockplug/plugin"
 )
 
 // Helpers for the dockplug-ipam tests (ipam_test.go). They reuse the
@@ -38,11 +37,20 @@ type ipamEnv struct {
 func setupIpam(t *testing.T) *ipamEnv {
 	t.Helper()
 	need(t)
-	p := newPlug(t, "dpi", "dockplug-ipam", []string{ipam.Implements, driver.AdminKind}, nil)
+	p := newPlug(t, "dpi", "dockplug-ipam", []string{ipam.Implements}, nil)
 	e := &ipamEnv{t: t, p: p, label: "dockplug-e2e=" + p.Name}
 	t.Cleanup(e.teardown)
 	if err := p.start(); err != nil {
 		t.Fatal(err)
+	}
+	// The daemon's socket lists only what the daemon uses; the admin
+	// methods are on the admin socket.
+	c := p.client().Plugin()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if m, err := c.Activate(ctx); err != nil || strings.Join(m.Implements, ",") != ipam.Implements {
+		t.Fatalf("plugin %s: the daemon's socket implements %v (%v), want only %s", p.Name, m, err, ipam.Implements)
 	}
 	return e
 }
@@ -134,12 +142,14 @@ func (e *ipamEnv) runC(name, network string, args ...string) {
 	e.docker(e.runArgs(name, network, args...)...)
 }
 
-// ipamCLI runs `dockplug ipam ARGS --json` against this plugin.
+// ipamCLI runs `dockplug ipam ARGS --json` against this plugin, which it
+// reaches on the admin socket in the plugin's state dir (serve's
+// --state-dir is p.Root).
 func (e *ipamEnv) ipamCLI(args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	args = append([]string{"ipam"}, args...)
-	args = append(args, "--json", "--socket-dir", plugin.DefaultSocketDir, "--name", e.p.Name)
+	args = append(args, "--json", "--state-dir", e.p.Root, "--name", e.p.Name)
 	cmd := exec.CommandContext(ctx, binary, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/dockplug/dockplug/internal/dockertest"
 	"github.com/dockplug/dockplug/volume"
+	"github.com/dockplug/dockplug/volume/mounts"
 )
 
 // End-to-end tests of the dockplug-volume plugin (volume/local) served by
@@ -472,6 +474,206 @@ func TestPluginKill9WhileMounted(t *testing.T) {
 		t.Errorf("%s still mounted after the new container exited", mp)
 	}
 	e.docker("volume", "rm", v)
+}
+
+// restartPaused restarts the plugin with the test-only fault point set
+// (DOCKPLUG_TEST_FAULT, see volume/mounts): the next call that reaches
+// point stops there, holding the plugin, until the test kills it. It
+// returns the line the plugin writes then and where to look for it.
+func (e *env) restartPaused(point string) (marker string, from int) {
+	e.t.Helper()
+	if err := e.p.stop(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.p.env = []string{mounts.EnvFault + "=" + point + ":pause"}
+	from = len(e.p.out.String())
+	if err := e.p.start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.p.env = nil // the restart after the kill runs without the fault
+	// Should the test fail before it kills the paused plugin, kill it
+	// before the teardown (registered earlier, so run later) needs it.
+	paused := e.p.pid()
+	e.t.Cleanup(func() {
+		if e.p.running() && e.p.pid() == paused {
+			e.p.kill9(e.t)
+		}
+	})
+	return "dockplug: test fault: paused at " + point, from
+}
+
+// dockerAsync runs the CLI in the background: the plugin will stop inside
+// the call that the command makes the daemon send.
+func dockerAsync(args ...string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		_, err := daemon.Docker(ctx, args...)
+		done <- err
+	}()
+	return done
+}
+
+func await(t *testing.T, done <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(4 * time.Minute):
+		t.Fatalf("%s never returned", what)
+		return nil
+	}
+}
+
+// TestPluginKill9InsideMount: the plugin is killed -9 in the middle of the
+// Mount that `docker run` makes the daemon send, and started again. A Mount
+// that never answered is failed to the daemon, which then never sends its
+// Unmount (its retry, to the restarted plugin, has an empty body).
+//
+//   - Killed after mounting, before recording: the restarted plugin
+//     removes the stray mount, and nothing holds the volume.
+//   - Killed after recording, before answering: the known limit. The
+//     reference stays and the volume stays mounted, so the plugin refuses
+//     to remove it until `dockplug volume release` drops the reference.
+//
+// Either way the volume works afterwards and no mount is left.
+func TestPluginKill9InsideMount(t *testing.T) {
+	for _, c := range []struct {
+		point string
+		held  bool // the crash leaves a reference (the known limit)
+	}{
+		{mounts.FaultMountAfterMount, false},
+		{mounts.FaultMountAfterRecord, true},
+	} {
+		t.Run(c.point, func(t *testing.T) {
+			e := setup(t)
+			v := e.vol("m")
+			mp := e.mountpoint(v)
+			e.create(v)
+			marker, from := e.restartPaused(c.point)
+			ctr := e.p.Name + "-ctr"
+			run := dockerAsync("run", "-d", "--name", ctr, "--label", e.label, "-v", v+":/d", image, "sleep", "300")
+			e.p.waitOutput(t, from, marker)
+			if !mounted(t, mp) {
+				t.Fatalf("paused at %s but %s is not mounted", c.point, mp)
+			}
+			e.p.kill9(t)
+			if err := e.p.start(); err != nil {
+				t.Fatal(err)
+			}
+			err := await(t, run, "docker run")
+			if err == nil {
+				// Whatever the path, the daemon's answer and the plugin's
+				// state must agree: a container running on the volume.
+				t.Logf("docker run succeeded after the crash")
+				if n := e.refs(v); n != 1 || !mounted(t, mp) {
+					t.Fatalf("docker run succeeded, but the plugin holds %d reference(s), mounted %v", n, mounted(t, mp))
+				}
+				e.docker("rm", "-f", ctr)
+				e.waitRefs(v, 0)
+			} else {
+				t.Logf("docker run failed, as it should: %v", err)
+				want := 0
+				if c.held {
+					want = 1
+				}
+				if n := e.refs(v); n != want {
+					t.Errorf("after the restart the plugin holds %d reference(s), want %d", n, want)
+				}
+				if mounted(t, mp) != c.held {
+					t.Errorf("after the restart: mounted %v, want %v", mounted(t, mp), c.held)
+				}
+				e.docker("rm", ctr) // it never started: no Unmount
+				if c.held {
+					if _, err := e.dockerErr("volume", "rm", v); err == nil || !strings.Contains(err.Error(), "is in use (1 mount(s))") {
+						t.Fatalf("volume rm with the leftover reference: %v, want the plugin's refusal", err)
+					}
+					e.releaseAll(v)
+				}
+			}
+			if mounted(t, mp) {
+				t.Errorf("%s still mounted with no container", mp)
+			}
+			if out := e.run("--rm", "-v", v+":/d", image, "sh", "-c", "echo works > /d/f && cat /d/f"); out != "works\n" {
+				t.Errorf("a container after the crash reads %q", out)
+			}
+			e.waitRefs(v, 0)
+			e.docker("volume", "rm", v)
+			if ms := mountsUnder(t, e.p.Root); len(ms) > 0 {
+				t.Errorf("mounts left: %v", ms)
+			}
+		})
+	}
+}
+
+// releaseAll drops every reference the plugin holds on name, the way the
+// README says to: dockplug volume refs, then dockplug volume release.
+func (e *env) releaseAll(name string) {
+	e.t.Helper()
+	dockplug := func(args ...string) string {
+		e.t.Helper()
+		out, err := exec.Command(binary, append([]string{"volume", "--state-dir", e.p.Root, "--name", e.p.Name}, args...)...).CombinedOutput()
+		if err != nil {
+			e.t.Fatalf("dockplug volume %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	var refs struct{ Refs map[string]int }
+	if err := json.Unmarshal([]byte(dockplug("--json", "refs", name)), &refs); err != nil {
+		e.t.Fatal(err)
+	}
+	if len(refs.Refs) == 0 {
+		e.t.Fatalf("dockplug volume refs %s lists no reference", name)
+	}
+	for id, n := range refs.Refs {
+		for range n {
+			dockplug("release", name, id)
+		}
+	}
+}
+
+// TestPluginKill9InsideUnmount: the plugin is killed -9 inside the Unmount
+// that stopping a container makes the daemon send, after it recorded the
+// release and before the real unmount. The daemon never sends that Unmount
+// again (it logs the error and forgets the mount), so the release must
+// stand: the restarted plugin removes the stray mount, nothing holds the
+// volume, and it can be removed once the container is.
+func TestPluginKill9InsideUnmount(t *testing.T) {
+	e := setup(t)
+	v := e.vol("u")
+	mp := e.mountpoint(v)
+	e.create(v)
+	marker, from := e.restartPaused(mounts.FaultUnmountAfterRecord)
+	c := strings.TrimSpace(e.run("-d", "-v", v+":/d", image, "sh", "-c", "echo kept > /d/f; exec sleep 300"))
+	e.waitRefs(v, 1)
+	stop := dockerAsync("stop", "-t", "1", c)
+	e.p.waitOutput(t, from, marker)
+	if !mounted(t, mp) {
+		t.Fatalf("paused inside Unmount but %s is not mounted", mp)
+	}
+	e.p.kill9(t)
+	if err := e.p.start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := await(t, stop, "docker stop"); err != nil {
+		t.Errorf("docker stop: %v", err)
+	}
+	if n := e.refs(v); n != 0 {
+		t.Errorf("after the restart the plugin holds %d reference(s), want 0", n)
+	}
+	if mounted(t, mp) {
+		t.Errorf("%s still mounted after the restart: the stray mount was not removed", mp)
+	}
+	e.docker("rm", c)
+	if out := e.run("--rm", "-v", v+":/d", image, "cat", "/d/f"); out != "kept\n" {
+		t.Errorf("a container after the crash reads %q", out)
+	}
+	e.waitRefs(v, 0)
+	e.docker("volume", "rm", v)
+	if ms := mountsUnder(t, e.p.Root); len(ms) > 0 {
+		t.Errorf("mounts left: %v", ms)
+	}
 }
 
 func logSize(t *testing.T) int64 {

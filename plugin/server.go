@@ -3,7 +3,6 @@ package plugin
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,20 +26,31 @@ const (
 
 // Config says where and how a Server listens. Exactly one transport is used:
 // Listener if set (systemd socket activation), else TCPAddr if set, else
-// the unix socket SocketDir/Name.sock.
+// the unix socket SocketPath, or SocketDir/Name.sock.
 type Config struct {
 	// Name is the plugin name users give to -d / --volume-driver.
 	Name string
 
 	// SocketDir holds NAME.sock; created if missing. Default DefaultSocketDir.
 	SocketDir string
-	// SocketGroup, a group name or numeric GID, owns the socket (mode 0660).
+	// SocketPath, when set, is the unix socket's full path instead of
+	// SocketDir/NAME.sock: for a socket the daemon must not discover, such
+	// as one serving operator-only methods.
+	SocketPath string
+	// SocketMode is the socket's permission bits. Default 0660. A directory
+	// the server creates for the socket is 0755, or 0700 for a mode that
+	// grants nothing to group and others.
+	SocketMode fs.FileMode
+	// SocketGroup, a group name or numeric GID, owns the socket.
 	// Empty leaves the process's group (G16).
 	SocketGroup string
 
 	// TCPAddr (host:port) serves over TCP instead. It needs TLS, or
-	// Insecure for plain HTTP; a spec file SpecDir/NAME.json tells the daemon
-	// where to connect.
+	// Insecure for plain HTTP (not both); a spec file SpecDir/NAME.json
+	// tells the daemon where to connect. The spec names the host as given
+	// here (the daemon verifies the certificate against it), or 127.0.0.1
+	// for a wildcard host (see ServerTLS). TLS and Insecure also apply to a
+	// TCP Listener, and are refused for a unix socket.
 	TCPAddr  string
 	TLS      *ServerTLS
 	Insecure bool
@@ -58,7 +68,20 @@ type Config struct {
 }
 
 // ServerTLS is the TLS setup of a TCP server and what the daemon needs to
-// talk to it, which is written into the spec file.
+// talk to it, which is written into the spec file. Listen refuses a spec
+// the daemon could not use, so that each combination works or fails at
+// start:
+//   - CertFile and KeyFile are required.
+//   - ClientCAFile requires DaemonCertFile/DaemonKeyFile, a pair the client
+//     CA verifies for client authentication; and those require ClientCAFile
+//     (without it they would never be checked).
+//   - With DaemonCAFile, the daemon CA (and the system roots, as the daemon
+//     adds them) must verify the server certificate, and the certificate
+//     must cover the host the spec names. For a wildcard TCPAddr that is
+//     the first of 127.0.0.1, ::1 (IPv6 wildcard only) and localhost the
+//     certificate covers.
+//   - For an activated Listener no spec file is written: DaemonCAFile,
+//     DaemonCertFile and DaemonKeyFile are refused there.
 type ServerTLS struct {
 	CertFile, KeyFile string // the server's certificate
 	// ClientCAFile, when set, makes the server require client certificates
@@ -66,7 +89,7 @@ type ServerTLS struct {
 	ClientCAFile string
 	// DaemonCAFile verifies the server (spec CAFile); empty makes the daemon
 	// skip verification. DaemonCertFile/DaemonKeyFile are the client
-	// certificate the daemon presents (needed with ClientCAFile).
+	// certificate the daemon presents (spec CertFile/KeyFile).
 	DaemonCAFile, DaemonCertFile, DaemonKeyFile string
 }
 
@@ -104,11 +127,17 @@ func NewServer(cfg Config, kinds ...Kind) (*Server, error) {
 	if len(kinds) == 0 {
 		return nil, fmt.Errorf("plugin %s: serves no kind", cfg.Name)
 	}
-	if cfg.TCPAddr != "" && cfg.TLS == nil && !cfg.Insecure {
-		return nil, fmt.Errorf("plugin %s: TCP without TLS needs the explicit insecure option", cfg.Name)
+	if err := checkTransport(&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.SocketDir == "" {
 		cfg.SocketDir = DefaultSocketDir
+	}
+	if cfg.SocketMode == 0 {
+		cfg.SocketMode = 0o660
+	}
+	if cfg.SocketMode&^fs.ModePerm != 0 {
+		return nil, fmt.Errorf("plugin %s: socket mode %v: only permission bits", cfg.Name, cfg.SocketMode)
 	}
 	if cfg.SpecDir == "" {
 		cfg.SpecDir = DefaultSpecDir
@@ -186,10 +215,17 @@ func (s *Server) Listen() error {
 }
 
 func (s *Server) listenUnix() error {
-	if err := os.MkdirAll(s.cfg.SocketDir, 0o755); err != nil {
+	path := s.cfg.SocketPath
+	if path == "" {
+		path = filepath.Join(s.cfg.SocketDir, s.cfg.Name+".sock")
+	}
+	dirMode := fs.FileMode(0o755)
+	if s.cfg.SocketMode&0o077 == 0 {
+		dirMode = 0o700
+	}
+	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return fmt.Errorf("plugin %s: socket dir: %w", s.cfg.Name, err)
 	}
-	path := filepath.Join(s.cfg.SocketDir, s.cfg.Name+".sock")
 	if len(path) >= maxUnixPath {
 		return fmt.Errorf("plugin %s: unix socket path %q is too long", s.cfg.Name, path)
 	}
@@ -214,7 +250,7 @@ func (s *Server) listenUnix() error {
 	// first thing; removing the path again later could delete the socket
 	// of a successor started in between.
 	s.ln = ln
-	if err := os.Chmod(path, 0o660); err != nil {
+	if err := os.Chmod(path, s.cfg.SocketMode); err != nil {
 		return fmt.Errorf("plugin %s: chmod socket: %w", s.cfg.Name, err)
 	}
 	if s.cfg.SocketGroup != "" {
@@ -242,69 +278,46 @@ func lookupGroup(g string) (int, error) {
 }
 
 // useListener adopts a socket-activated listener. A TCP one gets the same
-// rule as --tcp-addr: TLS, or plain HTTP only when explicitly insecure.
+// rule as a TCP address: TLS, or plain HTTP only when explicitly insecure
+// (checked by NewServer).
 func (s *Server) useListener() error {
 	s.ln = s.cfg.Listener
 	s.addr = s.ln.Addr().Network() + "://" + s.ln.Addr().String()
 	if s.ln.Addr().Network() != "tcp" {
 		return nil
 	}
-	tc, err := s.serverTLS()
+	tc, _, err := s.serverTLS()
 	if err != nil {
 		return err
 	}
-	switch {
-	case tc != nil:
+	if tc != nil {
 		s.ln = tls.NewListener(s.ln, tc)
 		s.addr = "https://" + s.ln.Addr().String()
-	case !s.cfg.Insecure:
-		return fmt.Errorf("plugin %s: the activated TCP socket %s needs TLS, or the explicit insecure option", s.cfg.Name, s.ln.Addr())
 	}
 	return nil
 }
 
-// serverTLS builds the TLS configuration from cfg.TLS; nil without it.
-func (s *Server) serverTLS() (*tls.Config, error) {
-	t := s.cfg.TLS
-	if t == nil {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: server certificate: %w", s.cfg.Name, err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if t.ClientCAFile != "" {
-		pem, err := os.ReadFile(t.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("plugin %s: client CA: %w", s.cfg.Name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("plugin %s: client CA %s holds no PEM certificate", s.cfg.Name, t.ClientCAFile)
-		}
-		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return tc, nil
-}
-
 func (s *Server) listenTCP() error {
-	tc, err := s.serverTLS()
+	tc, leaf, err := s.serverTLS()
 	if err != nil {
 		return err
+	}
+	host, err := s.specHost(leaf)
+	if err != nil {
+		return err
+	}
+	if tc != nil {
+		if err := s.checkSpecTLS(tc, leaf); err != nil {
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", s.cfg.TCPAddr)
 	if err != nil {
 		return fmt.Errorf("plugin %s: listen: %w", s.cfg.Name, err)
 	}
 	s.ln = ln
-	hostport := ln.Addr().(*net.TCPAddr)
-	host := hostport.IP
-	if host.IsUnspecified() {
-		host = net.IPv4(127, 0, 0, 1)
-	}
 	spec := SpecFile{Name: s.cfg.Name}
-	dial := net.JoinHostPort(host.String(), strconv.Itoa(hostport.Port))
+	dial := net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	if tc != nil {
 		s.ln = tls.NewListener(ln, tc)
 		spec.Addr = "https://" + dial

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -26,7 +27,9 @@ type testKind struct {
 	impl    string
 	slow    chan struct{} // Test.Slow blocks until closed
 	entered chan struct{}
-	calls   atomic.Int64
+	// cancelled receives the time Test.Stuck saw its context end.
+	cancelled chan time.Time
+	calls     atomic.Int64
 }
 
 type echoReq struct{ Msg string }
@@ -58,16 +61,27 @@ func (k *testKind) Methods() map[string]plugin.Method {
 			k.calls.Add(1)
 			return nil, ctx.Err()
 		},
+		// Stuck notes when its context ends but keeps running until slow
+		// is closed, like a driver call that ignores cancellation.
+		k.impl + ".Stuck": func(ctx context.Context, body []byte) (any, error) {
+			close(k.entered)
+			<-ctx.Done()
+			k.cancelled <- time.Now()
+			<-k.slow
+			k.calls.Add(1)
+			return nil, ctx.Err()
+		},
 		k.impl + ".Slow": func(ctx context.Context, body []byte) (any, error) {
 			close(k.entered)
 			<-k.slow
+			k.calls.Add(1)
 			return echoResp{Msg: "finished"}, nil
 		},
 	}
 }
 
 func newKind(impl string) *testKind {
-	return &testKind{impl: impl, slow: make(chan struct{}), entered: make(chan struct{})}
+	return &testKind{impl: impl, slow: make(chan struct{}), entered: make(chan struct{}), cancelled: make(chan time.Time, 1)}
 }
 
 func rawPost(t *testing.T, addr, method string, body io.Reader, header map[string]string) (int, string) {
@@ -209,6 +223,66 @@ func TestStaleSocketIsReplacedLiveOneRefused(t *testing.T) {
 	}
 }
 
+// A socket at a chosen path and mode (an operator-only socket, away from
+// the daemon's socket dir) gets the same stale and live handling as the
+// public one, and is removed on exit.
+func TestSocketPathAndMode(t *testing.T) {
+	dir := shortDir(t)
+	path := filepath.Join(dir, "state", "admin.sock")
+	cfg := plugin.Config{Name: "private", SocketPath: path, SocketMode: 0o600, SocketDir: filepath.Join(dir, "public")}
+	r, err := plugintest.StartIn(dir, cfg, newKind("T"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Server.Addr() != "unix://"+path {
+		t.Fatalf("addr %s, want unix://%s", r.Server.Addr(), path)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket: %v %v, want mode 0600", st, err)
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("socket dir: %v %v, want mode 0700 for a private socket", st, err)
+	}
+	if _, err := os.Stat(cfg.SocketDir); !os.IsNotExist(err) {
+		t.Fatalf("the public socket dir was made: %v", err)
+	}
+	if _, err := r.Client.Activate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plugintest.StartIn(dir, cfg, newKind("T")); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("second server on a live socket: %v", err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket left after shutdown: %v", err)
+	}
+	// A stale socket there (kill -9) is replaced.
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	r, err = plugintest.StartIn(dir, cfg, newKind("T"))
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []plugin.Config{
+		{Name: "p", SocketPath: path, TCPAddr: "127.0.0.1:0", Insecure: true},
+		{Name: "p", SocketMode: fs.ModeSocket | 0o600},
+	} {
+		if _, err := plugin.NewServer(bad, newKind("T")); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
 func TestGracefulShutdownWaitsForInFlightCalls(t *testing.T) {
 	k := newKind("T")
 	r, err := plugintest.Start("graceful", k)
@@ -242,19 +316,48 @@ func TestGracefulShutdownWaitsForInFlightCalls(t *testing.T) {
 	}
 }
 
+// A call that never finishes cannot hold shutdown forever: Serve gives it
+// ShutdownTimeout, then cancels it and returns. The lower bound is exact:
+// the call keeps its context, and Serve keeps serving it, for the whole
+// grace period. The upper bound is only a liveness bound, generous so that
+// a loaded machine cannot make it flaky.
 func TestShutdownIsBounded(t *testing.T) {
+	const grace = 300 * time.Millisecond
 	k := newKind("T")
 	dir, _ := os.MkdirTemp("/tmp", "pt")
 	defer os.RemoveAll(dir)
-	r, err := plugintest.StartIn(dir, plugin.Config{Name: "bounded", SocketDir: dir, ShutdownTimeout: 50 * time.Millisecond}, k)
+	r, err := plugintest.StartIn(dir, plugin.Config{Name: "bounded", SocketDir: dir, ShutdownTimeout: grace}, k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer close(k.slow)
-	go r.Client.Call(context.Background(), "T.Slow", nil, nil)
+	defer close(k.slow) // the call ignores cancellation: it ends only here
+	go r.Client.Call(context.Background(), "T.Stuck", nil, nil)
 	<-k.entered
-	if err := r.Stop(); err != nil {
-		t.Fatal(err)
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.Stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(grace + 10*time.Second):
+		t.Fatalf("Serve has not returned %v after shutdown began, with a grace period of %v", time.Since(start), grace)
+	}
+	returned := time.Since(start)
+	if k.calls.Load() != 0 {
+		t.Fatal("the call finished: the test did not shut down with a call in flight")
+	}
+	select {
+	case at := <-k.cancelled:
+		if d := at.Sub(start); d < grace {
+			t.Fatalf("the in-flight call was cancelled %v after shutdown began, before the grace period of %v", d, grace)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the in-flight call's context was never cancelled")
+	}
+	if returned < grace {
+		t.Fatalf("Serve returned after %v, before the grace period of %v, while a call was in flight", returned, grace)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "bounded.sock")); !os.IsNotExist(err) {
 		t.Fatal("socket left behind after a forced shutdown")
@@ -287,6 +390,7 @@ dockplug_plugin_calls_total{method="T.Nil",plugin="metered"} 0
 dockplug_plugin_calls_total{method="T.Panic",plugin="metered"} 1
 dockplug_plugin_calls_total{method="T.Plain",plugin="metered"} 0
 dockplug_plugin_calls_total{method="T.Slow",plugin="metered"} 0
+dockplug_plugin_calls_total{method="T.Stuck",plugin="metered"} 0
 dockplug_plugin_calls_total{method="T.WaitCtx",plugin="metered"} 0
 dockplug_plugin_calls_total{method="unknown",plugin="metered"} 0
 `
@@ -303,13 +407,14 @@ dockplug_plugin_call_errors_total{method="T.Nil",plugin="metered"} 0
 dockplug_plugin_call_errors_total{method="T.Panic",plugin="metered"} 1
 dockplug_plugin_call_errors_total{method="T.Plain",plugin="metered"} 0
 dockplug_plugin_call_errors_total{method="T.Slow",plugin="metered"} 0
+dockplug_plugin_call_errors_total{method="T.Stuck",plugin="metered"} 0
 dockplug_plugin_call_errors_total{method="T.WaitCtx",plugin="metered"} 0
 dockplug_plugin_call_errors_total{method="unknown",plugin="metered"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(wantErrs), "dockplug_plugin_call_errors_total"); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := testutil.GatherAndCount(reg, "dockplug_plugin_call_duration_seconds"); n != 9 {
+	if n, _ := testutil.GatherAndCount(reg, "dockplug_plugin_call_duration_seconds"); n != 10 {
 		t.Fatalf("histograms = %d", n)
 	}
 }
@@ -379,8 +484,7 @@ func TestActivatedTCPListenerNeedsTLSOrInsecure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	srv, _ := plugin.NewServer(plugin.Config{Name: "act", Listener: ln}, newKind("T"))
-	if err := srv.Listen(); err == nil || !strings.Contains(err.Error(), "needs TLS") {
+	if _, err := plugin.NewServer(plugin.Config{Name: "act", Listener: ln}, newKind("T")); err == nil || !strings.Contains(err.Error(), "needs TLS") {
 		t.Fatalf("plain activated TCP: %v", err)
 	}
 	p := newPKI(t)

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
+	"io/fs"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -17,23 +19,23 @@ import (
 
 func newIpamCmd() *cobra.Command {
 	var (
-		socketDir string
-		name      string
-		asJSON    bool
-		timeout   time.Duration
+		stateDir string
+		name     string
+		asJSON   bool
+		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "ipam",
 		Short: "Show the pools and addresses of a running dockplug-ipam",
-		Long: `Ask the running IPAM plugin (over its socket: its state file admits one
-process) which pools it holds, and which endpoint on which host holds each address.`,
+		Long: `Ask the running IPAM plugin (on its admin socket, <state-dir>/NAME/admin.sock:
+its state file admits one process) which pools it holds, and which endpoint
+on which host holds each address.`,
 	}
-	cmd.PersistentFlags().StringVar(&socketDir, "socket-dir", plugin.DefaultSocketDir, "socket directory of the plugin")
-	cmd.PersistentFlags().StringVar(&name, "name", "dockplug-ipam", "plugin name")
+	adminFlags(cmd, &stateDir, &name, "dockplug-ipam")
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.PersistentFlags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the plugin")
 	connect := func() (*driver.AdminClient, func(), error) {
-		c, err := runningPlugin(socketDir, name)
+		c, err := adminPlugin(stateDir, name)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -104,10 +106,27 @@ process) which pools it holds, and which endpoint on which host holds each addre
 	return cmd
 }
 
-// runningPlugin is a client for a plugin served on this host, without the
-// daemon's retries: a plugin that is not running fails at once.
-func runningPlugin(socketDir, name string) (*plugin.Client, error) {
-	return plugin.NewClient("unix://"+filepath.Join(socketDir, name+".sock"), plugin.WithBackoff(plugin.Backoff{}))
+// adminFlags adds the flags that find a running plugin's admin socket:
+// --state-dir, as given to `dockplug serve` (default: $DOCKPLUG_STATE_DIR,
+// else serve's default), and --name.
+func adminFlags(cmd *cobra.Command, stateDir, name *string, defName string) {
+	def := defaultStateDir
+	if v := os.Getenv("DOCKPLUG_STATE_DIR"); v != "" {
+		def = v
+	}
+	cmd.PersistentFlags().StringVar(stateDir, "state-dir", def, "the plugin's --state-dir (default: $DOCKPLUG_STATE_DIR, else "+defaultStateDir+"); its admin socket is <state-dir>/NAME/"+adminSocketName)
+	cmd.PersistentFlags().StringVar(name, "name", defName, "plugin name")
+}
+
+// adminPlugin is a client for the admin socket of a plugin served on this
+// host, without the daemon's retries: a plugin that is not running fails
+// at once.
+func adminPlugin(stateDir, name string) (*plugin.Client, error) {
+	path := adminSocketPath(stateDir, name)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no admin socket %s: is %s running with --state-dir %s?", path, name, stateDir)
+	}
+	return plugin.NewClient("unix://"+path, plugin.WithBackoff(plugin.Backoff{}))
 }
 
 func orDash(s string, ok bool) string {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dockplug/dockplug/ipam"
+	"github.com/dockplug/dockplug/ipam/alloc"
 	"github.com/dockplug/dockplug/ipam/driver"
 	"github.com/dockplug/dockplug/plugin"
 	"github.com/dockplug/dockplug/store/etcd/etcdtest"
@@ -71,6 +74,9 @@ func TestIpamSurvivesKill9(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
+	if _, err := os.Lstat(adminSocketPath(state, "ipk9")); err != nil {
+		t.Fatalf("kill -9 left no stale admin socket to take over: %v", err)
+	}
 	close(stop)
 	wg.Wait()
 	if len(acked) == 0 {
@@ -78,10 +84,10 @@ func TestIpamSurvivesKill9(t *testing.T) {
 	}
 	t.Logf("%d allocations acknowledged before kill -9", len(acked))
 
-	// Restart on the same state: the stale socket is replaced.
+	// Restart on the same state: the stale sockets, public and admin, are replaced.
 	p2 := startBinary(t, nil, nil, args...)
 	c2 := ipamClient(t, sock, "ipk9")
-	out, err := exec.Command(binary, "ipam", "show", "10.77.0.0/16", "--json", "--socket-dir", sock, "--name", "ipk9").Output()
+	out, err := exec.Command(binary, "ipam", "show", "10.77.0.0/16", "--json", "--state-dir", state, "--name", "ipk9").Output()
 	if err != nil {
 		t.Fatalf("ipam show: %v", err)
 	}
@@ -112,7 +118,7 @@ func TestIpamSurvivesKill9(t *testing.T) {
 		}
 		held[r.Address] = ""
 	}
-	ls, err := exec.Command(binary, "ipam", "ls", "--socket-dir", sock, "--name", "ipk9").Output()
+	ls, err := exec.Command(binary, "ipam", "ls", "--state-dir", state, "--name", "ipk9").Output()
 	if err != nil || !strings.Contains(string(ls), "local/10.77.0.0/16") {
 		t.Fatalf("ipam ls: %v\n%s", err, ls)
 	}
@@ -124,7 +130,7 @@ func TestParsePoolSpecs(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].Size != 24 || got[1].Base.String() != "fd00::/48" {
 		t.Fatalf("%v %v", got, err)
 	}
-	for _, bad := range []string{"10.0.0.0/8", "base=10.0.0.0/8,size=4", "base=x,size=24", "base=10.0.0.0/8,size=24,color=red", "base=10.0.0.0/8"} {
+	for _, bad := range []string{"10.0.0.0/8", "base=10.0.0.0/8,size=4", "base=x,size=24", "base=10.0.0.0/8,size=24,color=red", "base=10.0.0.0/8", "base=::ffff:10.0.0.0/104,size=120"} {
 		if _, err := parsePoolSpecs([]string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -139,8 +145,13 @@ func TestIpamGlobalSpaceAcrossHosts(t *testing.T) {
 	sock := shortDir(t)
 	ctx := context.Background()
 	var clients []*ipam.Client
-	for _, name := range []string{"iph1", "iph2"} {
-		p := startBinary(t, nil, nil, "serve", "dockplug-ipam="+name, "--socket-dir", sock, "--state-dir", shortDir(t),
+	state1 := shortDir(t)
+	for i, name := range []string{"iph1", "iph2"} {
+		state := state1
+		if i > 0 {
+			state = shortDir(t)
+		}
+		p := startBinary(t, nil, nil, "serve", "dockplug-ipam="+name, "--socket-dir", sock, "--state-dir", state,
 			"--etcd-endpoints", endpoints)
 		t.Cleanup(func() { p.stop(t) })
 		clients = append(clients, ipamClient(t, sock, name))
@@ -172,7 +183,7 @@ func TestIpamGlobalSpaceAcrossHosts(t *testing.T) {
 	if gws[0] != gws[1] || gws[0] != "10.200.0.1/24" {
 		t.Fatalf("gateways differ across hosts: %v", gws)
 	}
-	out, err := exec.Command(binary, "ipam", "ls", "--json", "--socket-dir", sock, "--name", "iph1").Output()
+	out, err := exec.Command(binary, "ipam", "ls", "--json", "--state-dir", state1, "--name", "iph1").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,5 +199,59 @@ func TestIpamRefusesUnreachableEtcd(t *testing.T) {
 		"--etcd-endpoints", "127.0.0.1:1").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "unreachable") {
 		t.Fatalf("unreachable etcd: %v\n%s", err, out)
+	}
+}
+
+// An empty host-id file (as power loss could leave one written without
+// fsync) refuses the start, naming the file, instead of making a new host.
+func TestIpamRefusesDamagedHostID(t *testing.T) {
+	state := shortDir(t)
+	path := filepath.Join(state, "iphid", driver.HostIDFile)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := shortDir(t)
+	p := startBinary(t, nil, nil, "serve", "dockplug-ipam=iphid", "--socket-dir", sock, "--state-dir", state)
+	// It must exit; its socket appearing means it started instead.
+	for exited := false; !exited; {
+		select {
+		case err := <-p.done:
+			if out := p.stderr.String(); err == nil || !strings.Contains(out, path) || !strings.Contains(out, "damaged") {
+				t.Fatalf("damaged host-id: %v\n%s", err, out)
+			}
+			exited = true
+		case <-time.After(10 * time.Millisecond):
+			if _, err := os.Stat(filepath.Join(sock, "iphid.sock")); err == nil {
+				t.Fatalf("started on an empty host-id file:\n%s", p.stderr)
+			}
+		}
+	}
+	if b, _ := os.ReadFile(path); len(b) != 0 {
+		t.Fatalf("damaged host-id replaced by %q", b)
+	}
+}
+
+// --ipam-default-pool with IPv4 pools only keeps the IPv6 ULA default, as
+// dockerd's default-address-pools does: --ipv6 without --subnet works.
+func TestIpamIPv4DefaultPoolKeepsULA(t *testing.T) {
+	sock := shortDir(t)
+	p := startBinary(t, nil, nil, "serve", "dockplug-ipam=ipula", "--socket-dir", sock, "--state-dir", shortDir(t),
+		"--ipam-host-id", "ula-host", "--ipam-default-pool", "base=10.66.0.0/16,size=24")
+	t.Cleanup(func() { p.stop(t) })
+	c := ipamClient(t, sock, "ipula")
+	ctx := context.Background()
+	v4, err := c.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: "local"})
+	if err != nil || !netip.MustParsePrefix("10.66.0.0/16").Contains(netip.MustParsePrefix(v4.Pool).Addr()) {
+		t.Fatalf("IPv4 dynamic pool %+v %v, want one of 10.66.0.0/16", v4, err)
+	}
+	v6, err := c.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: "local", V6: true})
+	if err != nil {
+		t.Fatalf("IPv6 dynamic pool with IPv4 default pools only: %v", err)
+	}
+	if ula := alloc.DeriveULAPool("ula-host").Base; !ula.Contains(netip.MustParsePrefix(v6.Pool).Addr()) || netip.MustParsePrefix(v6.Pool).Bits() != 64 {
+		t.Fatalf("IPv6 dynamic pool %s, want a /64 of the ULA %s", v6.Pool, ula)
 	}
 }

@@ -1,4 +1,5 @@
-// Command dockplug serves, lists and checks Docker Engine plugins.
+// Command dockplug serves Docker Engine plugins, lists the plugins a daemon
+// can discover, and shows the state of running dockplug plugins.
 package main
 
 import (

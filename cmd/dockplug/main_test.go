@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -19,7 +21,11 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dockplug/dockplug/ipam"
+	"github.com/dockplug/dockplug/ipam/driver"
 	"github.com/dockplug/dockplug/plugin"
+	"github.com/dockplug/dockplug/volume"
+	"github.com/dockplug/dockplug/volume/local"
 )
 
 var binary string
@@ -246,7 +252,7 @@ func TestLsShowsLiveAndStalePluginsQuickly(t *testing.T) {
 	for _, e := range entries {
 		got[e.Name] = e
 	}
-	if e := got["dockplug-volume"]; e.Error != "" || strings.Join(e.Implements, ",") != "VolumeDriver,dockplug.volume-admin" {
+	if e := got["dockplug-volume"]; e.Error != "" || strings.Join(e.Implements, ",") != "VolumeDriver" {
 		t.Errorf("live plugin: %+v", e)
 	}
 	if e := got["stale"]; e.Error == "" {
@@ -328,5 +334,128 @@ func TestEnvironmentValuesAreNotSplit(t *testing.T) {
 	}
 	if len(*arr) != 1 || (*arr)[0] != "base=10.0.0.0/8,size=24" || strings.Join(*sl, "|") != "/a|/b" {
 		t.Fatalf("array %q, slice %q", *arr, *sl)
+	}
+}
+
+// The help says what the binary does, and nothing it does not: no "check"
+// without a check command, and every plugin serve knows by name.
+func TestHelpSaysWhatIsTrue(t *testing.T) {
+	out, err := exec.Command(binary, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	help := string(out)
+	root := newRootCmd()
+	has := func(name string) bool {
+		for _, c := range root.Commands() {
+			if c.Name() == name {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("check") && strings.Contains(strings.ToLower(help), "check") {
+		t.Errorf("help speaks of checking plugins, but there is no check command:\n%s", help)
+	}
+	for _, d := range catalogue {
+		if !strings.Contains(help, d.Name) {
+			t.Errorf("help does not name the plugin %s:\n%s", d.Name, help)
+		}
+	}
+	for _, c := range []string{"serve", "ls", "ipam", "volume", "version"} {
+		if !has(c) || !strings.Contains(help, "  "+c+" ") {
+			t.Errorf("help does not list the %s command:\n%s", c, help)
+		}
+	}
+}
+
+// The daemon sees only what it uses: each public socket's Plugin.Activate
+// lists only its driver kind, and the operator-only methods answer on the
+// admin socket, <state-dir>/NAME/admin.sock, mode 0600, outside the socket
+// dir (DESIGN: keep them off the plugin's public face).
+func TestAdminMethodsOnlyOnTheAdminSocket(t *testing.T) {
+	requireRoot(t)
+	sock, state := shortDir(t), shortDir(t)
+	p := startBinary(t, nil, nil, "serve", "--socket-dir", sock, "--state-dir", state)
+	ctx := context.Background()
+	for _, c := range []struct{ name, kind, adminKind, adminMethod string }{
+		{"dockplug-volume", volume.Kind, local.AdminKind, local.MethodRefs},
+		{"dockplug-ipam", ipam.Implements, driver.AdminKind, driver.MethodPools},
+	} {
+		m := waitActivate(t, "unix://"+filepath.Join(sock, c.name+".sock"))
+		if strings.Join(m.Implements, ",") != c.kind {
+			t.Errorf("%s: the public socket implements %v, want only %s", c.name, m.Implements, c.kind)
+		}
+		pub, _ := plugin.NewClient("unix://"+filepath.Join(sock, c.name+".sock"), plugin.WithBackoff(plugin.Backoff{}))
+		var se *plugin.StatusError
+		if err := pub.Call(ctx, c.adminMethod, struct{}{}, nil); !errors.As(err, &se) || se.Status != 404 {
+			t.Errorf("%s: %s on the public socket: %v, want 404", c.name, c.adminMethod, err)
+		}
+		pub.Close()
+
+		path := adminSocketPath(state, c.name)
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatalf("%s: no admin socket: %v", c.name, err)
+		}
+		if st.Mode()&fs.ModeSocket == 0 || st.Mode().Perm() != 0o600 || st.Sys().(*syscall.Stat_t).Uid != uint32(os.Geteuid()) {
+			t.Errorf("%s: admin socket %v uid %d, want a socket of mode 0600 owned by uid %d", c.name, st.Mode(), st.Sys().(*syscall.Stat_t).Uid, os.Geteuid())
+		}
+		am := waitActivate(t, "unix://"+path)
+		if strings.Join(am.Implements, ",") != c.adminKind {
+			t.Errorf("%s: the admin socket implements %v, want %s", c.name, am.Implements, c.adminKind)
+		}
+	}
+	// The daemon's socket dir holds the two public sockets and nothing else.
+	entries, _ := os.ReadDir(sock)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != "dockplug-ipam.sock,dockplug-volume.sock" {
+		t.Errorf("socket dir holds %v", names)
+	}
+	// The admin commands find the admin socket from --state-dir.
+	out, err := exec.Command(binary, "ipam", "ls", "--state-dir", state).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "POOL ID") {
+		t.Errorf("ipam ls: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary, "volume", "refs", "nope", "--state-dir", state).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no such volume: nope") {
+		t.Errorf("volume refs: %v\n%s", err, out)
+	}
+	p.stop(t)
+	for _, name := range []string{"dockplug-volume", "dockplug-ipam"} {
+		if _, err := os.Lstat(adminSocketPath(state, name)); !os.IsNotExist(err) {
+			t.Errorf("%s: admin socket left after SIGTERM: %v", name, err)
+		}
+	}
+	// With the plugin gone, the commands say where they looked.
+	out, err = exec.Command(binary, "ipam", "ls", "--state-dir", state).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no admin socket "+adminSocketPath(state, "dockplug-ipam")) {
+		t.Errorf("ipam ls of a stopped plugin: %v\n%s", err, out)
+	}
+}
+
+func TestAdminSocketMustNotBeDiscoverable(t *testing.T) {
+	for _, c := range []struct {
+		path string
+		want bool
+	}{
+		{"/var/lib/dockplug/dockplug-ipam/admin.sock", false},
+		{"/run/docker/plugins/admin.sock", true},
+		{"/run/docker/plugins/admin/admin.sock", true},
+		{"/run/docker/plugins/dockplug-ipam/admin.sock", false},
+		{"/srv/sock/admin.sock", true},
+	} {
+		if got := discoverable(c.path, "/srv/sock/", plugin.DefaultSocketDir); got != c.want {
+			t.Errorf("discoverable(%s) = %v", c.path, got)
+		}
+	}
+	// serve refuses a state dir whose admin socket the daemon would find.
+	sock := shortDir(t)
+	out, err := exec.Command(binary, "serve", "dockplug-ipam=admin", "--socket-dir", sock, "--state-dir", sock).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "would be found by the daemon") {
+		t.Fatalf("admin socket in the socket dir: %v\n%s", err, out)
 	}
 }

@@ -29,21 +29,21 @@ func init() {
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&hostID, "ipam-host-id", "", "this host's ID in IPAM records and global pools (default: generated once, kept in the state dir)")
 			fs.StringArrayVar(&pools, "ipam-default-pool", nil,
-				"dynamic local pool as base=CIDR,size=N, like dockerd's --default-address-pool (repeatable; default: docker's defaults and a ULA /48 split in /64s)")
+				"dynamic local pool as base=CIDR,size=N, like dockerd's --default-address-pool (repeatable; default: docker's defaults; unless an IPv6 pool is given, a ULA /48 split in /64s is added)")
 			fs.StringSliceVar(&etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints (e.g. https://10.0.0.5:2379) for the global address space, shared by several hosts; none: global requests are refused")
 			fs.StringVar(&etcdCert, "etcd-cert", "", "client certificate for etcd (mutual TLS)")
 			fs.StringVar(&etcdKey, "etcd-key", "", "client key for etcd")
 			fs.StringVar(&etcdCA, "etcd-ca", "", "CA that signed etcd's server certificate (default: system roots)")
 		},
-		Open: func(ctx context.Context, env *serveEnv) ([]plugin.Kind, func() error, error) {
+		Open: func(ctx context.Context, env *serveEnv) (*opened, error) {
 			specs, err := parsePoolSpecs(pools)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			id := hostID
 			if id == "" {
 				if id, err = driver.LoadHostID(env.StateDir); err != nil {
-					return nil, nil, err
+					return nil, err
 				}
 			}
 			var global driver.Space
@@ -54,11 +54,11 @@ func init() {
 				}
 				cli, err := etcd.Dial(ctx, etcdEndpoints, opts...)
 				if err != nil {
-					return nil, nil, fmt.Errorf("global address space: %w", err)
+					return nil, fmt.Errorf("global address space: %w", err)
 				}
 				if global, err = driver.NewGlobalSpace(ctx, driver.GlobalConfig{Client: cli, HostID: id, Logger: env.Logger}); err != nil {
 					cli.Close()
-					return nil, nil, err
+					return nil, err
 				}
 			}
 			d, err := driver.New(driver.Config{StateDir: env.StateDir, HostID: id, DefaultPools: specs, Global: global, Logger: env.Logger})
@@ -66,9 +66,9 @@ func init() {
 				if global != nil {
 					global.Close()
 				}
-				return nil, nil, err
+				return nil, err
 			}
-			return []plugin.Kind{ipam.NewHandler(d), d.Admin()}, d.Close, nil
+			return &opened{Kinds: []plugin.Kind{ipam.NewHandler(d)}, Admin: []plugin.Kind{d.Admin()}, Close: d.Close}, nil
 		},
 	})
 }
@@ -86,6 +86,9 @@ func parsePoolSpecs(in []string) ([]alloc.PoolSpec, error) {
 				p, err := netip.ParsePrefix(v)
 				if err != nil {
 					return nil, fmt.Errorf("--ipam-default-pool %q: base: %v", s, err)
+				}
+				if p.Addr().Is4In6() {
+					return nil, fmt.Errorf("--ipam-default-pool %q: base %s is an IPv4-mapped IPv6 prefix; give IPv4 pools in IPv4 form", s, p)
 				}
 				spec.Base, haveBase = p.Masked(), true
 			case "size":

@@ -20,19 +20,19 @@ func init() {
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&configFile, "s3-config", "", "YAML file (mode 0600) of S3 profiles and allow-buckets for dockplug-s3")
 		},
-		Open: func(ctx context.Context, env *serveEnv) ([]plugin.Kind, func() error, error) {
+		Open: func(ctx context.Context, env *serveEnv) (*opened, error) {
 			if configFile == "" {
-				return nil, nil, errors.New("dockplug-s3 needs --s3-config FILE (profiles and allow-buckets)")
+				return nil, errors.New("dockplug-s3 needs --s3-config FILE (profiles and allow-buckets)")
 			}
 			cfg, err := s3.LoadConfig(configFile)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			d, err := s3.New(ctx, s3.DriverConfig{Config: cfg, StateDir: env.StateDir, Logger: env.Logger})
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			return []plugin.Kind{volume.NewHandler(d)}, d.Close, nil
+			return &opened{Kinds: []plugin.Kind{volume.NewHandler(d)}, Close: d.Close}, nil
 		},
 	})
 }

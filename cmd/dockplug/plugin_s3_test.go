@@ -21,7 +21,7 @@ func TestS3PluginIsExternal(t *testing.T) {
 			t.Fatal("dockplug-s3 is in the default set")
 		}
 	}
-	_, _, err = def[0].def.Open(context.Background(), &serveEnv{StateDir: t.TempDir()})
+	_, err = def[0].def.Open(context.Background(), &serveEnv{StateDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "--s3-config") {
 		t.Fatalf("Open without --s3-config: %v", err)
 	}

@@ -19,12 +19,12 @@ func init() {
 			fs.StringSliceVar(&allowed, "volume-allowed-path", nil,
 				"host directory under which 'docker volume create -o path=...' may point (repeatable); none: the path option is refused")
 		},
-		Open: func(ctx context.Context, env *serveEnv) ([]plugin.Kind, func() error, error) {
+		Open: func(ctx context.Context, env *serveEnv) (*opened, error) {
 			d, err := local.New(ctx, local.Config{StateDir: env.StateDir, AllowedPaths: allowed, Logger: env.Logger})
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			return []plugin.Kind{volume.NewHandler(d), d.Admin()}, d.Close, nil
+			return &opened{Kinds: []plugin.Kind{volume.NewHandler(d)}, Admin: []plugin.Kind{d.Admin()}, Close: d.Close}, nil
 		},
 	})
 }

@@ -35,14 +35,27 @@ func versionString() string {
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "dockplug",
-		Short:         "Docker Engine plugins: volume, network, IPAM, authorization",
-		Long:          "dockplug serves Docker Engine plugins over /run/docker/plugins, lists the plugins a daemon can discover, and checks them.",
+		Use:   "dockplug",
+		Short: "Serve and inspect Docker Engine plugins",
+		Long: `dockplug serves Docker Engine plugins (` + pluginNames() + `)
+on unix sockets in /run/docker/plugins or over TCP, lists the plugins a
+daemon can discover, shows the pools and addresses a running dockplug-ipam
+holds, shows or releases the mount references of a running
+dockplug-volume, and lints and tries dockplug-authz policies.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newServeCmd(), newLsCmd(), newIpamCmd(), newVolumeCmd(), newS3MountCmd())
+	root.AddCommand(newVersionCmd(), newServeCmd(), newLsCmd(), newIpamCmd(), newVolumeCmd(), newAuthzCmd(), newS3MountCmd())
 	return root
+}
+
+// pluginNames lists the catalogue: the plugins `dockplug serve` knows.
+func pluginNames() string {
+	names := make([]string, len(catalogue))
+	for i, d := range catalogue {
+		names[i] = d.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 func newVersionCmd() *cobra.Command {

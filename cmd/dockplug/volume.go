@@ -9,33 +9,31 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dockplug/dockplug/plugin"
 	"github.com/dockplug/dockplug/volume/local"
 )
 
 func newVolumeCmd() *cobra.Command {
 	var (
-		socketDir string
-		name      string
-		asJSON    bool
-		timeout   time.Duration
+		stateDir string
+		name     string
+		asJSON   bool
+		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "volume",
 		Short: "Show and clear the mount references of a running dockplug-volume",
-		Long: `Ask the running volume plugin (over its socket) which mount IDs hold a
-volume, and release a reference the daemon will never release: one recorded by
-a Mount whose answer was lost when the plugin died. Releasing the last
-reference unmounts the volume.`,
+		Long: `Ask the running volume plugin (on its admin socket, <state-dir>/NAME/admin.sock)
+which mount IDs hold a volume, and release a reference the daemon will never
+release: one recorded by a Mount whose answer was lost when the plugin died.
+Releasing the last reference unmounts the volume.`,
 	}
-	cmd.PersistentFlags().StringVar(&socketDir, "socket-dir", plugin.DefaultSocketDir, "socket directory of the plugin")
-	cmd.PersistentFlags().StringVar(&name, "name", "dockplug-volume", "plugin name")
+	adminFlags(cmd, &stateDir, &name, "dockplug-volume")
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.PersistentFlags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the plugin")
 	run := func(cmd *cobra.Command, call func(context.Context, *local.AdminClient) (*local.RefsResponse, error)) error {
 		ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 		defer cancel()
-		c, err := runningPlugin(socketDir, name)
+		c, err := adminPlugin(stateDir, name)
 		if err != nil {
 			return err
 		}

@@ -23,8 +23,8 @@ func TestVolumeRefsAndRelease(t *testing.T) {
 	defer p.stop(t)
 	addr := "unix://" + filepath.Join(sock, "vref.sock")
 	m := waitActivate(t, addr)
-	if !m.Has(local.AdminKind) {
-		t.Fatalf("implements %v", m.Implements)
+	if strings.Join(m.Implements, ",") != volume.Kind {
+		t.Fatalf("implements %v, want only %s", m.Implements, volume.Kind)
 	}
 	pc, _ := plugin.NewClient(addr, plugin.WithBackoff(plugin.Backoff{}))
 	defer pc.Close()
@@ -38,7 +38,7 @@ func TestVolumeRefsAndRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	dp := func(args ...string) (string, error) {
-		out, err := exec.Command(binary, append(args, "--socket-dir", sock, "--name", "vref")...).CombinedOutput()
+		out, err := exec.Command(binary, append(args, "--state-dir", state, "--name", "vref")...).CombinedOutput()
 		return string(out), err
 	}
 	out, err := dp("volume", "refs", "stuck", "--json")

@@ -24,7 +24,9 @@ var (
 	// ErrReserved: the address is the pool's network address or IPv4
 	// broadcast address, which are never handed out.
 	ErrReserved = errors.New("address reserved")
-	// ErrInvalidPrefix: a pool or default-pool definition is malformed.
+	// ErrInvalidPrefix: a pool, default-pool definition or requested
+	// subnet size is malformed, or no default pool can hold a subnet of the
+	// size requested.
 	ErrInvalidPrefix = errors.New("invalid prefix")
 )
 

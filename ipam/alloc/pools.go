@@ -95,7 +95,8 @@ func famIndex(is6 bool) int {
 }
 
 // NewPoolAllocator returns an allocator over the default pools, which may
-// mix IPv4 and IPv6. As dockerd does, each family's pools are sorted by
+// mix IPv4 and IPv6 (but not IPv4-mapped IPv6, which would be handed out
+// as IPv6 subnets). As dockerd does, each family's pools are sorted by
 // address and a pool overlapping an earlier (shorter or lower) one is
 // dropped: subnets are handed out lowest address first, not in list order.
 func NewPoolAllocator(defaults []PoolSpec) (*PoolAllocator, error) {
@@ -103,6 +104,9 @@ func NewPoolAllocator(defaults []PoolSpec) (*PoolAllocator, error) {
 	for _, d := range defaults {
 		if !d.Base.IsValid() || d.Size < d.Base.Bits() || d.Size > d.Base.Addr().BitLen() {
 			return nil, fmt.Errorf("%w: default pool %s", ErrInvalidPrefix, d)
+		}
+		if d.Base.Addr().Is4In6() {
+			return nil, fmt.Errorf("%w: default pool %s is IPv4-mapped IPv6; give IPv4 pools in IPv4 form", ErrInvalidPrefix, d)
 		}
 		d.Base = d.Base.Masked()
 		f := &p.fams[famIndex(d.Base.Addr().Is6())]
@@ -133,9 +137,35 @@ func NewPoolAllocator(defaults []PoolSpec) (*PoolAllocator, error) {
 // prefix in exclude (e.g. the host's routes; prefixes of the other family
 // are ignored), and records it as allocated.
 func (p *PoolAllocator) Allocate(v6 bool, exclude []netip.Prefix) (netip.Prefix, error) {
+	return p.AllocateSize(v6, 0, exclude)
+}
+
+// AllocateSize is Allocate for a subnet of prefix length size (0: each
+// default pool's own size), as dockerd does for a pool given as an
+// unspecified address with a length (--subnet 0.0.0.0/24): the default
+// pools whose base is at least that large are split into subnets of that
+// size instead, and the others are skipped. If none is large enough, the
+// error wraps ErrInvalidPrefix.
+func (p *PoolAllocator) AllocateSize(v6 bool, size int, exclude []netip.Prefix) (netip.Prefix, error) {
+	fam := "IPv4"
+	bitLen := 32
+	if v6 {
+		fam, bitLen = "IPv6", 128
+	}
+	if size < 0 || size > bitLen {
+		return netip.Prefix{}, fmt.Errorf("%w: %s subnet size /%d", ErrInvalidPrefix, fam, size)
+	}
 	f := &p.fams[famIndex(v6)]
 	ex := excludeSpans(v6, exclude)
+	eligible := false
 	for _, d := range f.defaults {
+		if size != 0 {
+			if d.Base.Bits() > size {
+				continue
+			}
+			d.Size = size
+		}
+		eligible = true
 		base := prefixSpan(d.Base)
 		hostBits := d.Base.Addr().BitLen() - d.Size
 		mask := lowMask(hostBits)
@@ -156,9 +186,11 @@ func (p *PoolAllocator) Allocate(v6 bool, exclude []netip.Prefix) (netip.Prefix,
 			return netip.PrefixFrom(toAddr(c, !v6), d.Size), nil
 		}
 	}
-	fam := "IPv4"
-	if v6 {
-		fam = "IPv6"
+	if len(f.defaults) == 0 {
+		return netip.Prefix{}, fmt.Errorf("%w: there are no %s default pools", ErrNoMoreSubnets, fam)
+	}
+	if !eligible && size != 0 {
+		return netip.Prefix{}, fmt.Errorf("%w: no %s default pool is large enough for a /%d subnet (default pools: %v)", ErrInvalidPrefix, fam, size, f.defaults)
 	}
 	return netip.Prefix{}, fmt.Errorf("%w (%s)", ErrNoMoreSubnets, fam)
 }

@@ -66,6 +66,46 @@ func TestDockerDefaultPools(t *testing.T) {
 	}
 }
 
+// A subnet size overrides the default pools' own sizes, as dockerd does
+// for --subnet 0.0.0.0/N; pools too small for it are skipped.
+func TestPoolAllocateSize(t *testing.T) {
+	ula := DeriveULAPool("h")
+	ula56 := netip.PrefixFrom(ula.Base.Addr(), 56)
+	p := mustPools(t, append(DockerDefaultPools(), ula))
+	for _, c := range []struct {
+		v6   bool
+		size int
+		ex   []netip.Prefix
+		want string
+	}{
+		{false, 24, nil, "172.17.0.0/24"},
+		{false, 24, nil, "172.17.1.0/24"},
+		{false, 0, nil, "172.18.0.0/16"}, // 172.17/16 is partly used
+		{false, 16, []netip.Prefix{pfx("172.19.0.0/16")}, "172.20.0.0/16"},
+		{false, 14, nil, "172.24.0.0/14"}, // 172.20/14 is partly used; the /16 bases are too small
+		{false, 30, nil, "172.17.2.0/30"},
+		{false, 32, nil, "172.17.2.4/32"},
+		{true, 56, nil, ula56.String()},
+		{true, 0, nil, netip.PrefixFrom(lastAddr(ula56).Next(), 64).String()}, // after the /56
+	} {
+		got, err := p.AllocateSize(c.v6, c.size, c.ex)
+		if err != nil || got.String() != c.want {
+			t.Fatalf("AllocateSize(%v, %d, %v) = %v, %v; want %s", c.v6, c.size, c.ex, got, err, c.want)
+		}
+	}
+	// Sizes no default pool can hold, or out of range.
+	for _, c := range []struct {
+		v6   bool
+		size int
+	}{{false, 12}, {false, 33}, {false, -1}, {true, 47}, {true, 129}} {
+		_, err := p.AllocateSize(c.v6, c.size, nil)
+		wantErr(t, fmt.Sprintf("AllocateSize(%v, %d)", c.v6, c.size), err, "invalid")
+	}
+	// A size that fits, in pools that are used up.
+	_, err := mustPools(t, []PoolSpec{{pfx("10.0.0.0/24"), 24}}).AllocateSize(false, 25, []netip.Prefix{pfx("10.0.0.0/24")})
+	wantErr(t, "AllocateSize in an excluded pool", err, "nomoresubnets")
+}
+
 func TestPoolExcludeAndReserve(t *testing.T) {
 	p := mustPools(t, DockerDefaultPools())
 	routes := []netip.Prefix{pfx("172.17.0.0/16"), pfx("172.18.5.0/24"), pfx("fd00::/8"), pfx("0.0.0.0/0").Masked()}
@@ -135,9 +175,15 @@ func TestPoolSpecsValidationAndOrder(t *testing.T) {
 		{{pfx("10.0.0.0/16"), 8}},
 		{{pfx("10.0.0.0/16"), 33}},
 		{{pfx("fd00::/48"), 129}},
+		{{pfx("::ffff:10.0.0.0/104"), 120}}, // IPv4-mapped: would be handed out as IPv6
 	} {
 		_, err := NewPoolAllocator(bad)
 		wantErr(t, fmt.Sprint(bad), err, "invalid")
+	}
+	// A family without default pools says so.
+	_, err := mustPools(t, []PoolSpec{{pfx("fd00::/48"), 64}}).Allocate(false, nil)
+	if wantErr(t, "IPv4 without IPv4 pools", err, "nomoresubnets"); !strings.Contains(err.Error(), "no IPv4 default pools") {
+		t.Errorf("error %q", err)
 	}
 	// Sorted by address; the later, overlapping 10.1.0.0/16 is dropped like dockerd does.
 	p := mustPools(t, []PoolSpec{
@@ -266,11 +312,19 @@ func (m *poolModel) overlapsLowest(q netip.Prefix) (netip.Prefix, bool) {
 	return best, best.IsValid()
 }
 
-func (m *poolModel) allocate(v6 bool, exclude []netip.Prefix) (netip.Prefix, string) {
+func (m *poolModel) allocate(v6 bool, size int, exclude []netip.Prefix) (netip.Prefix, string) {
+	eligible := false
 	for _, d := range m.defaults {
 		if d.Base.Addr().Is6() != v6 {
 			continue
 		}
+		if size != 0 {
+			if size < d.Base.Bits() {
+				continue
+			}
+			d.Size = size
+		}
+		eligible = true
 		blockers := slices.Concat(m.pools, exclude)
 	next:
 		for c := netip.PrefixFrom(d.Base.Addr(), d.Size); c.IsValid() && d.Base.Contains(c.Addr()); c = netip.PrefixFrom(lastAddr(c).Next(), d.Size) {
@@ -282,6 +336,9 @@ func (m *poolModel) allocate(v6 bool, exclude []netip.Prefix) (netip.Prefix, str
 			m.pools = append(m.pools, c)
 			return c, "ok"
 		}
+	}
+	if !eligible && size != 0 {
+		return netip.Prefix{}, "invalid"
 	}
 	return netip.Prefix{}, "nomoresubnets"
 }
@@ -347,9 +404,18 @@ func runPoolOps(t *testing.T, ops []byte) {
 			for j := range int(c % 4) {
 				ex = append(ex, randPrefix(a+byte(j), b^byte(j*77)))
 			}
-			x, err := p.Allocate(v6, ex)
-			mx, mk := m.allocate(v6, ex)
-			what, got, want = fmt.Sprintf("Allocate(%v, %v)", v6, ex), fmt.Sprint(x, errKind(err)), fmt.Sprint(mx, mk)
+			// Half the time a subnet size, as --subnet 0.0.0.0/N asks
+			// (sizes around those of the default pools).
+			size := 0
+			if c&4 != 0 {
+				size = 14 + int(c>>3)%19 // 14..32
+				if v6 {
+					size = 108 + int(c>>3)%21 // 108..128
+				}
+			}
+			x, err := p.AllocateSize(v6, size, ex)
+			mx, mk := m.allocate(v6, size, ex)
+			what, got, want = fmt.Sprintf("AllocateSize(%v, %d, %v)", v6, size, ex), fmt.Sprint(x, errKind(err)), fmt.Sprint(mx, mk)
 		case 3, 4:
 			q := randPrefix(a, b)
 			what, got, want = "Reserve "+q.String(), errKind(p.Reserve(q)), m.reserve(q)

@@ -6,9 +6,11 @@ import (
 	"github.com/dockplug/dockplug/plugin"
 )
 
-// AdminKind is listed in Plugin.Activate next to IpamDriver; the daemon
-// ignores it. `dockplug ipam` asks the running plugin through it, because
-// bbolt admits one process per state file.
+// AdminKind is what Plugin.Activate lists on the admin socket, which serves
+// Admin: `dockplug ipam` asks the running plugin there, because bbolt admits
+// one process per state file. The admin methods are not part of the
+// protocol the daemon speaks: serve them on a socket of their own, never
+// next to IpamDriver on the socket the daemon uses.
 const AdminKind = "dockplug.ipam-admin"
 
 // Admin method names.
@@ -36,7 +38,7 @@ type PoolResponse struct {
 
 type admin struct{ d *Driver }
 
-// Admin returns the Kind serving the admin methods.
+// Admin returns the Kind serving the admin methods, for the admin socket.
 func (d *Driver) Admin() plugin.Kind { return admin{d} }
 
 func (a admin) Implements() string { return AdminKind }
@@ -69,7 +71,8 @@ func (a admin) Methods() map[string]plugin.Method {
 	}
 }
 
-// AdminClient calls the admin methods of a running plugin.
+// AdminClient calls the admin methods of a running plugin, through a
+// client of its admin socket.
 type AdminClient struct{ c *plugin.Client }
 
 // NewAdminClient wraps a plugin client.

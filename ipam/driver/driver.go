@@ -2,14 +2,12 @@ package driver
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	bbolt "go.etcd.io/bbolt"
@@ -28,7 +26,10 @@ type Config struct {
 	// the ID kept in StateDir/host-id, generated on first start.
 	HostID string
 	// DefaultPools are the local space's dynamic pools; nil: docker's
-	// defaults plus a ULA /48 derived from the host ID, split in /64s.
+	// defaults. As dockerd does with default-address-pools, pools given
+	// replace docker's defaults, and if none of them is IPv6, a ULA /48
+	// derived from the host ID, split in /64s, is added: giving IPv4 pools
+	// keeps the IPv6 default. IPv4-mapped IPv6 pools are refused.
 	DefaultPools []alloc.PoolSpec
 	// Global serves the global address space; nil: global requests fail
 	// with a clear error (never a silent local fallback).
@@ -69,7 +70,10 @@ func New(cfg Config) (*Driver, error) {
 		cfg.HostID = id
 	}
 	if cfg.DefaultPools == nil {
-		cfg.DefaultPools = append(alloc.DockerDefaultPools(), alloc.DeriveULAPool(cfg.HostID))
+		cfg.DefaultPools = alloc.DockerDefaultPools()
+	}
+	if !slices.ContainsFunc(cfg.DefaultPools, func(p alloc.PoolSpec) bool { return p.Base.Addr().Is6() }) {
+		cfg.DefaultPools = append(slices.Clip(cfg.DefaultPools), alloc.DeriveULAPool(cfg.HostID))
 	}
 	db, err := bolt.Open(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
@@ -81,33 +85,6 @@ func New(cfg Config) (*Driver, error) {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
 	return &Driver{cfg: cfg, db: db, local: local, global: cfg.Global, log: cfg.Logger}, nil
-}
-
-// LoadHostID returns the host ID kept in dir/host-id, generating it on
-// first use, as dockerd keeps its engine ID.
-func LoadHostID(dir string) (string, error) {
-	path := filepath.Join(dir, "host-id")
-	if b, err := os.ReadFile(path); err == nil {
-		if id := strings.TrimSpace(string(b)); id != "" {
-			return id, nil
-		}
-	} else if !os.IsNotExist(err) {
-		return "", fmt.Errorf("ipam: host id: %w", err)
-	}
-	var raw [16]byte
-	rand.Read(raw[:])
-	id := hex.EncodeToString(raw[:])
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("ipam: host id: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("ipam: host id: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("ipam: host id: %w", err)
-	}
-	return id, nil
 }
 
 // HostID is the ID this driver records as the holder of its allocations.
@@ -157,15 +134,20 @@ func (d *Driver) RequestPool(ctx context.Context, req *ipam.RequestPoolRequest) 
 		if pr.Pool, err = netip.ParsePrefix(req.Pool); err != nil {
 			return nil, plugin.BadRequest("pool %q: %v", req.Pool, err)
 		}
-		if pr.Pool.Addr().IsUnspecified() {
-			return nil, plugin.BadRequest("pool %s: a pool of a given size with an unspecified address is not supported; give a subnet or none", req.Pool)
-		}
 		if pr.Pool.Addr().Is6() != req.V6 {
 			return nil, plugin.BadRequest("pool %s is not an IPv%s pool", req.Pool, map[bool]string{true: "6", false: "4"}[req.V6])
 		}
 		pr.Pool = pr.Pool.Masked()
+		if pr.Pool.Addr().IsUnspecified() {
+			// As in docker's default IPAM: 0.0.0.0/N or ::/N asks for any
+			// pool of prefix length N (0: of the default pools' sizes).
+			pr.Size, pr.Pool = pr.Pool.Bits(), netip.Prefix{}
+		}
 	}
 	if req.SubPool != "" {
+		if !pr.Pool.IsValid() {
+			return nil, plugin.BadRequest("sub-pool %s: a sub-pool needs a pool (give a subnet with the IP range)", req.SubPool)
+		}
 		if pr.SubPool, err = netip.ParsePrefix(req.SubPool); err != nil {
 			return nil, plugin.BadRequest("sub-pool %q: %v", req.SubPool, err)
 		}

@@ -3,7 +3,9 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -206,6 +208,110 @@ func TestDynamicPoolsSkipHostRoutesAndExistingPools(t *testing.T) {
 	got := f.pool(t, "local", "", "", false)
 	if got.Pool != "10.10.3.0/24" {
 		t.Fatalf("dynamic pool %s, want 10.10.3.0/24 (routes cover .0-.1, .2 is taken)", got.Pool)
+	}
+}
+
+// An unspecified address asks for a dynamic pool, as in docker's default
+// IPAM: 0.0.0.0/0 and ::/0 of the default size, 0.0.0.0/N of size N. They
+// used to be refused.
+func TestUnspecifiedPoolIsDynamic(t *testing.T) {
+	f := newFixture(t)
+	f.routes = []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}
+	ctx := context.Background()
+	for _, c := range []struct {
+		pool string
+		v6   bool
+		want string
+	}{
+		{"0.0.0.0/0", false, "10.10.1.0/24"}, // skips the host's routes
+		{"0.0.0.0/0", false, "10.10.2.0/24"}, // and the pools taken
+		{"0.0.0.0/26", false, "10.10.3.0/26"},
+		{"0.0.0.0/20", false, "10.10.16.0/20"},
+		{"::/0", true, "fd00:1::/64"},
+		{"::/56", true, "fd00:1:0:100::/56"},
+	} {
+		p := f.pool(t, "local", c.pool, "", c.v6)
+		if p.Pool != c.want || p.PoolID != "local/"+c.want {
+			t.Fatalf("%s: %+v, want %s", c.pool, p, c.want)
+		}
+	}
+	pools, err := f.drv.Pools(ctx)
+	if err != nil || len(pools) != 6 || slices.ContainsFunc(pools, func(p PoolInfo) bool { return !p.Dynamic }) {
+		t.Fatalf("pools %+v %v", pools, err)
+	}
+	for _, c := range []struct {
+		pool, sub string
+		v6        bool
+		want      string
+	}{
+		{"0.0.0.0/8", "", false, "no IPv4 default pool is large enough for a /8"},
+		{"::/0", "", false, "not an IPv4 pool"},
+		{"0.0.0.0/0", "", true, "not an IPv6 pool"},
+		{"0.0.0.0/0", "10.10.9.0/24", false, "a sub-pool needs a pool"},
+	} {
+		_, err := f.c.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: "local", Pool: c.pool, SubPool: c.sub, V6: c.v6})
+		if status(err) != 400 || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %s v6=%v: %v, want 400 %q", c.pool, c.sub, c.v6, err, c.want)
+		}
+	}
+}
+
+// Default pools are per address family, as dockerd's default-address-pools
+// are: IPv4 pools alone replace docker's IPv4 defaults but keep the ULA
+// /48, so that --ipv6 without --subnet works. Giving any pool used to drop
+// the ULA.
+func TestDefaultPoolsPerFamily(t *testing.T) {
+	ctx := context.Background()
+	ula := alloc.DeriveULAPool("h").Base
+	open := func(pools []alloc.PoolSpec) *Driver {
+		t.Helper()
+		d, err := New(Config{StateDir: t.TempDir(), HostID: "h", DefaultPools: pools, HostRoutes: noRoutes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	dyn := func(d *Driver, v6 bool) (string, error) {
+		r, err := d.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: LocalSpace, V6: v6})
+		if err != nil {
+			return "", err
+		}
+		return r.Pool, nil
+	}
+	v4 := []alloc.PoolSpec{{Base: netip.MustParsePrefix("10.66.0.0/16"), Size: 24}}
+	d := open(v4)
+	if p, err := dyn(d, false); err != nil || p != "10.66.0.0/24" {
+		t.Fatalf("IPv4 from the pools given: %s %v", p, err)
+	}
+	if p, err := dyn(d, true); err != nil || p != netip.PrefixFrom(ula.Addr(), 64).String() {
+		t.Fatalf("IPv6 with only IPv4 pools given: %s %v, want the first /64 of the ULA %s", p, err, ula)
+	}
+	if len(v4) != 1 || cap(v4) != 1 {
+		t.Fatalf("the caller's pools were changed: %v", v4)
+	}
+	// IPv4-mapped pools are neither: refused rather than handed out as IPv6.
+	_, err := New(Config{StateDir: t.TempDir(), HostID: "h", HostRoutes: noRoutes,
+		DefaultPools: []alloc.PoolSpec{{Base: netip.MustParsePrefix("::ffff:10.0.0.0/104"), Size: 120}}})
+	if err == nil || !strings.Contains(err.Error(), "IPv4-mapped") {
+		t.Fatalf("an IPv4-mapped default pool: %v", err)
+	}
+	// An IPv6 pool given replaces the ULA; and, as in dockerd, the pools
+	// given replace docker's IPv4 defaults too.
+	d = open([]alloc.PoolSpec{{Base: netip.MustParsePrefix("fd42::/48"), Size: 64}})
+	if p, err := dyn(d, true); err != nil || p != "fd42::/64" {
+		t.Fatalf("IPv6 from the pool given: %s %v", p, err)
+	}
+	if p, err := dyn(d, false); plugin.StatusOf(err) != 507 || !strings.Contains(fmt.Sprint(err), "no IPv4 default pools") {
+		t.Fatalf("IPv4 with only an IPv6 pool given: %s %v, want 507 (no IPv4 default pools)", p, err)
+	}
+	// None given: docker's IPv4 defaults and the ULA.
+	d = open(nil)
+	if p, err := dyn(d, false); err != nil || p != "172.17.0.0/16" {
+		t.Fatalf("IPv4 default: %s %v", p, err)
+	}
+	if p, err := dyn(d, true); err != nil || p != netip.PrefixFrom(ula.Addr(), 64).String() {
+		t.Fatalf("IPv6 default: %s %v", p, err)
 	}
 }
 

@@ -519,7 +519,10 @@ func (s *globalSpace) requestPoolOnce(ctx context.Context, req PoolRequest, nonc
 		for _, p := range pools {
 			pa.Reserve(p.rec.Pool) // existing pools never overlap; ignore
 		}
-		if pool, err = pa.Allocate(req.V6, req.Exclude); err != nil {
+		if pool, err = pa.AllocateSize(req.V6, req.Size, req.Exclude); err != nil {
+			if errors.Is(err, alloc.ErrInvalidPrefix) { // no default pool of that size: the error lists them
+				return PoolInfo{}, asPluginError(fmt.Errorf("global address space: %w", err))
+			}
 			return PoolInfo{}, asPluginError(fmt.Errorf("global address space: no free subnet in the default pools %v: %w", s.cfg.DefaultPools, err))
 		}
 	} else {
@@ -527,7 +530,14 @@ func (s *globalSpace) requestPoolOnce(ctx context.Context, req PoolRequest, nonc
 			if p.rec.Pool != pool {
 				continue
 			}
-			// Join: the same pool requested by another host, or again.
+			// Join: the same pool requested by another host. This host
+			// holds a pool once, as in the local space: two networks on one
+			// host cannot share a subnet and gateway. (A retry of this
+			// host's own request was recognised by its nonce above.)
+			if liveCounts(p.rec.Hosts)[s.host] > 0 {
+				return PoolInfo{}, plugin.Conflict("global address space: pool %s is already allocated on this host (pool ID %s, held by %s); another host may join it, this one cannot hold it twice",
+					pool, p.rec.ID, strings.Join(p.rec.info().Hosts, ", "))
+			}
 			if p.rec.SubPool != req.SubPool {
 				return PoolInfo{}, plugin.Conflict("global address space: pool %s is already allocated with sub-pool %s (pool ID %s); cannot use sub-pool %s",
 					pool, cmpPrefix(p.rec.SubPool), p.rec.ID, cmpPrefix(req.SubPool))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -352,6 +353,84 @@ func TestGlobalTwoHostsJoinSamePool(t *testing.T) {
 	if n := countKeys(t, a, "/test/ipam/"); n != 0 {
 		t.Fatalf("%d keys left after the last host released the pool", n)
 	}
+}
+
+// poolHolders reads a pool's holder counts straight from etcd.
+func poolHolders(t *testing.T, s *globalSpace, pool string) map[string]int {
+	t.Helper()
+	resp, err := s.cli.Get(t.Context(), s.poolKey(cidrSeg(netip.MustParsePrefix(pool))))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("pool %s: %v %v", pool, resp, err)
+	}
+	var rec gPoolRecord
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	return rec.Hosts
+}
+
+// A host holds a global pool once: a second request for the same CIDR from
+// the same host is refused as an overlapping local pool is (two networks on
+// one host would share a subnet and gateway); only another host joins. It
+// used to be accepted, counting the host twice.
+func TestGlobalSameHostTwiceRefused(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b := newGlobal(t, srv, "host-a"), newGlobal(t, srv, "host-b")
+	ctx := t.Context()
+	again := func(h *globalSpace, pool, sub string, holders ...string) {
+		t.Helper()
+		req := PoolRequest{Pool: netip.MustParsePrefix(pool)}
+		if sub != "" {
+			req.SubPool = netip.MustParsePrefix(sub)
+		}
+		_, err := h.RequestPool(ctx, req)
+		wantStatus(t, err, 409, append([]string{pool, "already allocated on this host", globalPoolID(req.Pool, req.SubPool)}, holders...)...)
+	}
+	p := mustPool(t, a, "10.42.0.0/24", "")
+	again(a, "10.42.0.0/24", "", "host-a")
+	if h := poolHolders(t, a, "10.42.0.0/24"); !maps.Equal(h, map[string]int{"host-a": 1}) {
+		t.Fatalf("holders after a refused second request: %v", h)
+	}
+	mustPool(t, b, "10.42.0.0/24", "") // another host joins
+	again(a, "10.42.0.0/24", "", "host-a, host-b")
+	again(b, "10.42.0.0/24", "", "host-a, host-b")
+	if h := poolHolders(t, a, "10.42.0.0/24"); !maps.Equal(h, map[string]int{"host-a": 1, "host-b": 1}) {
+		t.Fatalf("holders: %v", h)
+	}
+	// With a sub-pool too.
+	mustPool(t, a, "10.43.0.0/16", "10.43.1.0/24")
+	again(a, "10.43.0.0/16", "10.43.1.0/24", "host-a")
+	// A dynamic request never lands on an existing pool.
+	if d := mustPool(t, a, "", ""); d.Pool.Overlaps(p.Pool) || d.Pool.Overlaps(netip.MustParsePrefix("10.43.0.0/16")) {
+		t.Fatalf("dynamic pool %s overlaps an existing one", d.Pool)
+	}
+	// Once it has released the pool, the host may request it again.
+	if err := a.ReleasePool(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if q := mustPool(t, a, "10.42.0.0/24", ""); q.ID != p.ID || !slices.Equal(q.Hosts, []string{"host-a", "host-b"}) {
+		t.Fatalf("rejoin after release: %+v", q)
+	}
+	// A retry whose first attempt was applied but whose reply was lost
+	// still succeeds, for a join and for a creation: the nonce tells it.
+	c, l := newLossyGlobal(t, srv, "host-c")
+	l.set(1, false)
+	if q := mustPool(t, c, "10.42.0.0/24", ""); !slices.Equal(q.Hosts, []string{"host-a", "host-b", "host-c"}) {
+		t.Fatalf("join with the reply lost: %+v", q)
+	}
+	l.set(1, false)
+	mustPool(t, c, "10.44.0.0/24", "")
+	if l.lost != 2 {
+		t.Fatalf("%d replies lost, want 2", l.lost)
+	}
+	if h := poolHolders(t, c, "10.42.0.0/24"); h["host-c"] != 1 {
+		t.Fatalf("holders after a retried join: %v", h)
+	}
+	if h := poolHolders(t, c, "10.44.0.0/24"); !maps.Equal(h, map[string]int{"host-c": 1}) {
+		t.Fatalf("holders after a retried creation: %v", h)
+	}
+	again(c, "10.42.0.0/24", "", "host-c")
+	again(c, "10.44.0.0/24", "", "host-c")
 }
 
 func TestGlobalExplicitGatewaySharedAcrossHosts(t *testing.T) {
@@ -845,6 +924,18 @@ func TestGlobalThroughDriver(t *testing.T) {
 	if err := d.ReleasePool(ctx, &ipam.ReleasePoolRequest{PoolID: pr.PoolID}); err != nil {
 		t.Fatal(err)
 	}
+	// An unspecified address asks for a dynamic pool (of that size), each
+	// time another one: it is not the same pool requested twice.
+	for _, c := range []struct{ pool, want string }{
+		{"0.0.0.0/0", "10.0.0.0/24"}, {"0.0.0.0/0", "10.0.1.0/24"}, {"0.0.0.0/28", "10.0.2.0/28"},
+	} {
+		pr, err := d.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: GlobalSpace, Pool: c.pool})
+		if err != nil || pr.Pool != c.want {
+			t.Fatalf("%s: %+v %v, want %s", c.pool, pr, err, c.want)
+		}
+	}
+	_, err = d.RequestPool(ctx, &ipam.RequestPoolRequest{AddressSpace: GlobalSpace, Pool: "0.0.0.0/7"})
+	wantStatus(t, err, 400, "/7")
 }
 
 func TestGlobalConfigErrors(t *testing.T) {
@@ -922,21 +1013,29 @@ func (l *lossy) set(next int, all bool) {
 	l.mu.Unlock()
 }
 
-func TestGlobalLostResponses(t *testing.T) {
-	srv := etcdtest.Start(t)
+// newLossyGlobal is one host whose etcd client loses Txn responses on
+// demand (see lossy), retrying quickly.
+func newLossyGlobal(t *testing.T, srv *etcdtest.Server, host string) (*globalSpace, *lossy) {
+	t.Helper()
 	l := &lossy{}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second,
 		DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(l.interceptor)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := NewGlobalSpace(t.Context(), GlobalConfig{Client: cli, HostID: "host-a", Prefix: "/test/ipam/",
+	sp, err := NewGlobalSpace(t.Context(), GlobalConfig{Client: cli, HostID: host, Prefix: "/test/ipam/",
 		Retry: etcd.Retry{Attempt: time.Second, Total: 5 * time.Second, MinBackoff: 5 * time.Millisecond}})
 	if err != nil {
+		cli.Close()
 		t.Fatal(err)
 	}
-	defer sp.Close()
-	a := sp.(*globalSpace)
+	t.Cleanup(func() { sp.Close() })
+	return sp.(*globalSpace), l
+}
+
+func TestGlobalLostResponses(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, l := newLossyGlobal(t, srv, "host-a")
 	b := newGlobal(t, srv, "host-b")
 	ctx := t.Context()
 

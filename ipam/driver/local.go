@@ -126,7 +126,7 @@ func (s *localSpace) RequestPool(ctx context.Context, req PoolRequest) (PoolInfo
 	pool := req.Pool
 	dynamic := !pool.IsValid()
 	if dynamic {
-		p, err := s.subs.Allocate(req.V6, req.Exclude)
+		p, err := s.subs.AllocateSize(req.V6, req.Size, req.Exclude)
 		if err != nil {
 			return PoolInfo{}, asPluginError(fmt.Errorf("%s address space: %w", s.name, err))
 		}

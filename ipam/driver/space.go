@@ -39,6 +39,9 @@ type Space interface {
 type PoolRequest struct {
 	Pool    netip.Prefix // invalid: any pool from the default pools
 	SubPool netip.Prefix // invalid: the whole pool
+	// Size is the prefix length of a dynamic pool (Pool invalid); 0: the
+	// default pools' own sizes.
+	Size    int
 	V6      bool
 	Options map[string]string
 	// Exclude are prefixes a dynamic pool must not overlap (host routes).

@@ -1,7 +1,9 @@
 package bolt
 
 import (
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,5 +28,29 @@ func TestOpenCreatesBucketsAndRefusesASecondOpener(t *testing.T) {
 	}
 	if _, err := Open(path); err == nil || !strings.Contains(err.Error(), "is locked") {
 		t.Fatalf("second open: %v", err)
+	}
+}
+
+// A new state file's name is fsync'd with its directory: otherwise power
+// loss could take the whole file, and the commits fsync'd into it, away.
+func TestOpenSyncsTheDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "state.db")
+	var synced []string
+	old := syncDir
+	syncDir = func(dir string) error {
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("directory synced before the state file exists: %v", err)
+		}
+		synced = append(synced, dir)
+		return old(dir)
+	}
+	t.Cleanup(func() { syncDir = old })
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if !slices.Equal(synced, []string{filepath.Dir(path)}) {
+		t.Fatalf("synced %v, want %s", synced, filepath.Dir(path))
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"github.com/dockplug/dockplug/plugin"
 )
 
-// AdminKind is listed in Plugin.Activate next to VolumeDriver; the daemon
-// ignores it. `dockplug volume` uses it to show and clear mount
-// references, asking the running plugin (its state file admits one process).
+// AdminKind is what Plugin.Activate lists on the admin socket, which serves
+// Admin: `dockplug volume` asks the running plugin there (its state file
+// admits one process) to show and clear mount references. The admin methods
+// are not part of the protocol the daemon speaks: serve them on a socket of
+// their own, never next to VolumeDriver on the socket the daemon uses.
 const AdminKind = "dockplug.volume-admin"
 
 // Admin method names.
@@ -37,7 +39,7 @@ type ReleaseRequest struct {
 
 type admin struct{ d *Driver }
 
-// Admin returns the Kind serving the admin methods.
+// Admin returns the Kind serving the admin methods, for the admin socket.
 func (d *Driver) Admin() plugin.Kind { return admin{d} }
 
 func (a admin) Implements() string { return AdminKind }
@@ -55,7 +57,8 @@ func (a admin) Methods() map[string]plugin.Method {
 			return &RefsResponse{Name: r.Name, Mountpoint: a.d.mountpoint(r.Name), Refs: refs}, nil
 		}),
 		// Release clears a reference the daemon will never release: one
-		// recorded by a Mount whose answer was lost when the plugin died.
+		// recorded by a Mount whose answer was lost when the plugin died,
+		// or left by an Unmount the plugin died in before recording it.
 		MethodRelease: plugin.Handle(func(ctx context.Context, r *ReleaseRequest) (*RefsResponse, error) {
 			if err := a.exists(r.Name); err != nil {
 				return nil, err
@@ -95,7 +98,8 @@ func (a admin) exists(name string) error {
 	return nil
 }
 
-// AdminClient calls the admin methods of a running plugin.
+// AdminClient calls the admin methods of a running plugin, through a
+// client of its admin socket.
 type AdminClient struct{ c *plugin.Client }
 
 // NewAdminClient wraps a plugin client.

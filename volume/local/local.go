@@ -23,6 +23,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/dockplug/dockplug/plugin"
 	"github.com/dockplug/dockplug/store/bolt"
@@ -176,7 +177,7 @@ func (d *Driver) parseOpts(opts map[string]string) (*parsedOpts, error) {
 			if err == nil && n > 0o7777 {
 				err = errors.New("more than 4 octal digits")
 			}
-			p.mode = fs.FileMode(n)
+			p.mode = fileMode(uint32(n))
 		case "path":
 			p.path, err = d.allowedPath(v)
 		default:
@@ -192,6 +193,23 @@ func (d *Driver) parseOpts(opts map[string]string) (*parsedOpts, error) {
 		return nil, plugin.BadRequest("unknown option(s) %s; known options: %s", strings.Join(unknown, ", "), strings.Join(knownOptions, ", "))
 	}
 	return p, nil
+}
+
+// fileMode turns a chmod(1) number into an fs.FileMode. FileMode keeps the
+// setuid, setgid and sticky bits elsewhere than 07000, and os.Chmod reads
+// them only there: fs.FileMode(01777) is plain 0777.
+func fileMode(n uint32) fs.FileMode {
+	m := fs.FileMode(n & 0o777)
+	if n&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if n&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if n&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
 }
 
 // allowedPath resolves symlinks before checking the prefix, so a link under
@@ -214,16 +232,32 @@ func (d *Driver) allowedPath(p string) (string, error) {
 	if !st.IsDir() {
 		return "", errors.New("not a directory")
 	}
+	if d.allowedBase(real) == "" {
+		return "", fmt.Errorf("not under an allowed path (%s)", strings.Join(d.cfg.AllowedPaths, ", "))
+	}
+	return real, nil
+}
+
+// allowedBase is the outermost allowed prefix, with symlinks resolved,
+// that holds the resolved path real; "" if none does.
+func (d *Driver) allowedBase(real string) string {
+	base := ""
 	for _, a := range d.cfg.AllowedPaths {
 		ra, err := filepath.EvalSymlinks(a)
 		if err != nil {
 			continue
 		}
-		if rel, err := filepath.Rel(ra, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return real, nil
+		if within(ra, real) && (base == "" || len(ra) < len(base)) {
+			base = ra
 		}
 	}
-	return "", fmt.Errorf("not under an allowed path (%s)", strings.Join(d.cfg.AllowedPaths, ", "))
+	return base
+}
+
+// within reports whether p is dir or below it (both clean and absolute).
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // Create makes the volume. It is idempotent for the same options; the same
@@ -255,13 +289,15 @@ func (d *Driver) Create(ctx context.Context, req *volume.CreateRequest) error {
 		if err := os.MkdirAll(r.DataPath, 0o755); err != nil {
 			return fmt.Errorf("create volume %s: %w", req.Name, err)
 		}
-		if err := os.Chmod(r.DataPath, p.mode); err != nil {
-			return fmt.Errorf("create volume %s: %w", req.Name, err)
-		}
+		// Owner before mode: chown(2) may clear the setuid and setgid bits
+		// (Linux does on files, not on directories; POSIX leaves it open).
 		if p.uid >= 0 || p.gid >= 0 {
 			if err := os.Chown(r.DataPath, p.uid, p.gid); err != nil {
 				return fmt.Errorf("create volume %s: %w", req.Name, err)
 			}
+		}
+		if err := os.Chmod(r.DataPath, p.mode); err != nil {
+			return fmt.Errorf("create volume %s: %w", req.Name, err)
 		}
 	} else if p.uid >= 0 || p.gid >= 0 || req.Opts["mode"] != "" {
 		return plugin.BadRequest("options uid, gid and mode apply to new directories, not to path=%s", p.path)
@@ -437,21 +473,86 @@ func (b *binder) Root() string               { return filepath.Join(b.cfg.StateD
 func (b *binder) Mountpoint(n string) string { return (*Driver)(b).mountpoint(n) }
 
 func (b *binder) Mount(ctx context.Context, name string) error {
-	r, err := (*Driver)(b).load(name)
+	d := (*Driver)(b)
+	r, err := d.load(name)
 	if err != nil {
 		return err
 	}
 	if r == nil {
 		return fmt.Errorf("volume %s has references but no record", name)
 	}
+	// DataPath was resolved and checked at Create, but mount(2) follows
+	// symlinks now: a container holding a volume on an allowed directory
+	// can since have replaced a directory below it by a link to /etc.
+	// So open it again from its base, one component at a time without
+	// following any symlink, and bind the directory that descriptor holds.
+	base := filepath.Join(b.cfg.StateDir, "volumes")
+	if !r.Owned {
+		if base = d.allowedBase(r.DataPath); base == "" {
+			allowed := strings.Join(b.cfg.AllowedPaths, ", ")
+			if allowed == "" {
+				allowed = "none"
+			}
+			return fmt.Errorf("host path %s is no longer under an allowed path (allowed: %s)", r.DataPath, allowed)
+		}
+	}
+	fd, err := openDirBeneath(base, r.DataPath)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
 	mp := b.Mountpoint(name)
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		return err
 	}
-	if err := syscall.Mount(r.DataPath, mp, "", syscall.MS_BIND, ""); err != nil {
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", fd), mp, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind %s on %s: %w", r.DataPath, mp, err)
 	}
 	return nil
+}
+
+// openDirBeneath opens the directory dir, at or below base, as an O_PATH
+// descriptor. base is opened as it is (it is the plugin's or the
+// operator's); each component after it is opened with O_NOFOLLOW from the
+// previous one's descriptor, so a symlink anywhere below base is refused,
+// not followed, and nothing can be swapped in between two steps.
+func openDirBeneath(base, dir string) (int, error) {
+	if !within(base, dir) {
+		return -1, fmt.Errorf("%s is not under %s", dir, base)
+	}
+	fd, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: base, Err: err}
+	}
+	rel, _ := filepath.Rel(base, dir)
+	if rel == "." {
+		return fd, nil
+	}
+	cur := base
+	for _, c := range strings.Split(rel, string(filepath.Separator)) {
+		cur = filepath.Join(cur, c)
+		next, err := unix.Openat(fd, c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: cur, Err: err}
+		}
+		fd = next
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, &os.PathError{Op: "stat", Path: cur, Err: err}
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+		case unix.S_IFLNK:
+			unix.Close(fd)
+			return -1, fmt.Errorf("%s is a symlink (it was a directory when the volume was created): refusing to follow it", cur)
+		default:
+			unix.Close(fd)
+			return -1, fmt.Errorf("%s is no longer a directory", cur)
+		}
+	}
+	return fd, nil
 }
 
 func (b *binder) Unmount(ctx context.Context, name string) error {

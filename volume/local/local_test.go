@@ -252,3 +252,130 @@ func TestStateDirThroughSymlink(t *testing.T) {
 		}
 	}
 }
+
+// mode= takes the setuid, setgid and sticky bits too: a shared scratch
+// volume is 1777, a group directory 2775.
+func TestModeKeepsSpecialBits(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		opts map[string]string
+		want uint32 // st_mode & 07777
+	}{
+		{map[string]string{"mode": "1777"}, 0o1777},
+		{map[string]string{"mode": "2775", "gid": "1001"}, 0o2775},
+		{map[string]string{"mode": "04750", "uid": "1000"}, 0o4750},
+		{map[string]string{"mode": "7777", "uid": "1000", "gid": "1001"}, 0o7777},
+		{map[string]string{"mode": "0700"}, 0o700},
+	} {
+		name := "m" + c.opts["mode"]
+		if err := e.client.Create(ctx, &volume.CreateRequest{Name: name, Opts: c.opts}); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(e.dir, "volumes", name, "_data"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode & 0o7777; got != c.want {
+			t.Errorf("mode=%s %v: directory mode %04o, want %04o", c.opts["mode"], c.opts, got, c.want)
+		}
+	}
+	err := e.client.Create(ctx, &volume.CreateRequest{Name: "big", Opts: map[string]string{"mode": "10000"}})
+	if statusOf(err) != 400 || !strings.Contains(err.Error(), `option mode="10000": more than 4 octal digits`) {
+		t.Errorf("mode=10000: %v", err)
+	}
+}
+
+// -o path= is checked at Create, but a container holding one volume can
+// replace a directory inside the allowed prefix by a symlink before another
+// volume on that path is mounted. Mount must refuse to follow it, mount
+// nothing, and say why; so must the remount at start.
+func TestMountRefusesPathSwappedForSymlink(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("x"), 0o600)
+	os.Mkdir(filepath.Join(outside, "b"), 0o755)
+	for _, d := range []string{"sub", "a/b"} {
+		if err := os.MkdirAll(filepath.Join(e.allow, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, p := range map[string]string{"leaf": "sub", "deep": "a/b"} {
+		if err := e.client.Create(ctx, &volume.CreateRequest{Name: name, Opts: map[string]string{"path": filepath.Join(e.allow, p)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// swap replaces allow/rel by a symlink to target; the returned func
+	// puts the directory back.
+	swap := func(rel, target string) func() {
+		p := filepath.Join(e.allow, rel)
+		if err := os.Rename(p, p+".orig"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			os.Remove(p)
+			if err := os.Rename(p+".orig", p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	refused := func(name, link string) {
+		t.Helper()
+		_, err := e.client.Mount(ctx, &volume.MountRequest{Name: name, ID: "c1"})
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(e.allow, link)+" is a symlink") {
+			t.Errorf("mount %s through a symlink: %v, want a refusal naming %s", name, err, link)
+		}
+		if mounted, _ := mounts.MountPoints(); mounted[filepath.Join(e.dir, "mounts", name)] {
+			t.Errorf("%s mounted through the symlink", name)
+			if _, err := os.Stat(filepath.Join(e.dir, "mounts", name, "secret")); err == nil {
+				t.Errorf("%s shows the symlink's target", name)
+			}
+			e.client.Unmount(ctx, &volume.UnmountRequest{Name: name, ID: "c1"})
+		}
+		if g, err := e.client.Get(ctx, &volume.GetRequest{Name: name}); err != nil || g.Volume.Status["mounts"] != float64(0) {
+			t.Errorf("after the refused mount of %s: %+v %v", name, g, err)
+		}
+	}
+
+	undo := swap("sub", outside)
+	refused("leaf", "sub")
+	undo()
+	undo = swap("a", outside) // a component above the volume's directory
+	refused("deep", "a")
+	undo()
+
+	// With the directories back, both mount; the remount at start (after a
+	// reboot, say) is refused just the same.
+	for _, name := range []string{"leaf", "deep"} {
+		if _, err := e.client.Mount(ctx, &volume.MountRequest{Name: name, ID: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.stop()
+	syscall.Unmount(filepath.Join(e.dir, "mounts", "leaf"), 0)
+	undo = swap("sub", outside)
+	e2 := start(t, e.dir, e.allow)
+	e.stop = e2.stop
+	if mounted, _ := mounts.MountPoints(); mounted[filepath.Join(e.dir, "mounts", "leaf")] {
+		t.Error("the remount at start followed the symlink")
+	}
+	undo()
+	for _, name := range []string{"leaf", "deep"} {
+		if err := e2.client.Unmount(ctx, &volume.UnmountRequest{Name: name, ID: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A prefix the operator no longer allows is refused too.
+	e2.stop()
+	e3 := start(t, e.dir, t.TempDir())
+	e.stop = e3.stop
+	_, err := e3.client.Mount(ctx, &volume.MountRequest{Name: "leaf", ID: "c2"})
+	if err == nil || !strings.Contains(err.Error(), "no longer under an allowed path") {
+		t.Errorf("mount under a prefix no longer allowed: %v", err)
+	}
+}

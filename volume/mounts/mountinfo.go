@@ -20,13 +20,16 @@ func MountPoints() (map[string]bool, error) {
 }
 
 // parseMountInfo reads the fifth field of each line (the mount point, with
-// spaces and other bytes octal-escaped as \040).
+// spaces and other bytes octal-escaped as \040). Fields are separated by
+// single spaces: the kernel escapes only space, tab, newline and
+// backslash, so a mount point may hold other bytes that are white space
+// to Unicode (\r, \v, \f, U+0085, U+00A0, ...).
 func parseMountInfo(r io.Reader) (map[string]bool, error) {
 	out := map[string]bool{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
+		fields := strings.SplitN(sc.Text(), " ", 6)
 		if len(fields) < 5 {
 			continue
 		}

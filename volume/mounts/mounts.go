@@ -7,11 +7,34 @@
 // Mount (G1). So references are counted per ID, not collected in a set, and
 // the real unmount happens exactly when the last reference goes.
 //
-// Each reference is written to bbolt (fsync'd) before Mount answers and
-// removed only after the real unmount succeeded, so kill -9 at any point
-// loses nothing: at start, Reconcile mounts again every volume that has
-// references but no mount, and unmounts every mount the driver made that
-// has no reference.
+// # Crashes
+//
+// The daemon never repeats a call whose answer it did not get (its retry
+// after a dropped connection carries an empty body, which fails), so:
+//
+//   - a Mount the plugin died in is failed to the daemon, which will never
+//     send its Unmount;
+//   - an Unmount the plugin died in is not sent again either: the daemon
+//     logs the error and forgets the mount.
+//
+// Mount therefore mounts first, then records the reference (fsync'd), then
+// answers; Unmount records the release first (fsync'd), then unmounts, and
+// puts the reference back if the unmount fails. At start, Reconcile
+// unmounts every mount under Root that no reference holds, and mounts again
+// every volume that has references but no mount (after a reboot). Where
+// kill -9 lands decides what is left:
+//
+//	Mount, before it mounted          nothing changed
+//	Mount, mounted but not recorded   a stray mount: Reconcile unmounts it
+//	Mount, recorded, not answered     a reference the daemon will never release (*)
+//	Unmount, before it recorded       the reference stays, as if the plugin had been down (*)
+//	Unmount, recorded, not unmounted  a stray mount if it was the last: Reconcile unmounts it
+//	Unmount, unmounted, not answered  done
+//
+// (*) is the known limit: the volume stays mounted and its Remove refuses
+// until the reference is released by hand (dockplug volume release). No
+// order of steps avoids it, as recording and answering cannot be one step.
+// Every other window ends in the state the daemon believes.
 package mounts
 
 import (
@@ -118,10 +141,12 @@ func (t *Table) store(name string, r refs) error {
 
 // Mount adds a reference for (name, id), mounting the volume if it is not
 // mounted, and returns its mount point. The reference is durable before
-// Mount returns.
+// Mount returns; a Mount that fails leaves neither a reference nor a mount
+// of its own.
 func (t *Table) Mount(ctx context.Context, name, id string) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	fault(FaultMountBegin)
 	r, err := t.load(name)
 	if err != nil {
 		return "", err
@@ -131,33 +156,40 @@ func (t *Table) Mount(ctx context.Context, name, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// Record first: a crash between here and the mount leaves a reference
-	// without a mount, which Reconcile repairs by mounting.
-	r[id]++
-	if err := t.store(name, r); err != nil {
-		return "", err
-	}
+	// Mount before recording: a crash in between leaves a mount without a
+	// reference, which Reconcile removes. The other order would leave a
+	// reference the daemon never releases, for a Mount it saw fail.
 	if !mounted {
 		if err := t.m.Mount(ctx, name); err != nil {
-			r[id]--
-			if r[id] == 0 {
-				delete(r, id)
-			}
-			if serr := t.store(name, r); serr != nil {
-				t.log.Error("could not drop the reference of a failed mount", "volume", name, "id", id, "err", serr)
-			}
 			return "", fmt.Errorf("mount volume %s: %w", name, err)
 		}
 	}
+	fault(FaultMountAfterMount)
+	r[id]++
+	if err := t.store(name, r); err != nil {
+		if !mounted {
+			if uerr := t.m.Unmount(ctx, name); uerr != nil {
+				t.log.Error("could not undo the mount of a volume whose reference was not recorded", "volume", name, "id", id, "err", uerr)
+			}
+		}
+		return "", err
+	}
+	fault(FaultMountAfterRecord)
 	return mp, nil
 }
 
 // Unmount drops one reference for (name, id); the last one unmounts the
 // volume. A reference the table does not hold is ignored (logged): it
 // cannot be ours, and failing would only stop the daemon cleaning up.
+//
+// The release is durable before the real unmount: the daemon never sends
+// an Unmount twice, so once recorded it is done, and a crash before the
+// unmount leaves a stray mount that Reconcile removes. If the unmount
+// fails, the reference is put back and the error returned.
 func (t *Table) Unmount(ctx context.Context, name, id string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	fault(FaultUnmountBegin)
 	r, err := t.load(name)
 	if err != nil {
 		return err
@@ -166,25 +198,33 @@ func (t *Table) Unmount(ctx context.Context, name, id string) error {
 		t.log.Warn("unmount of a reference not held", "volume", name, "id", id)
 		return nil
 	}
+	mp := t.m.Mountpoint(name)
+	mounted, err := isMounted(mp)
+	if err != nil {
+		return err
+	}
 	r[id]--
 	if r[id] == 0 {
 		delete(r, id)
 	}
-	if r.total() == 0 {
-		mp := t.m.Mountpoint(name)
-		mounted, err := isMounted(mp)
-		if err != nil {
-			return err
-		}
-		if mounted {
-			// Keep the reference until the unmount succeeded: otherwise a
-			// failure would leave a mount nobody accounts for.
-			if err := t.m.Unmount(ctx, name); err != nil {
-				return fmt.Errorf("unmount volume %s: %w", name, err)
+	if err := t.store(name, r); err != nil {
+		return err
+	}
+	fault(FaultUnmountAfterRecord)
+	if r.total() == 0 && mounted {
+		if err := t.m.Unmount(ctx, name); err != nil {
+			// Put the reference back, so that the mount stays accounted
+			// for: the daemon keeps its own mount active after a failed
+			// Unmount, and a release by hand can try again.
+			r[id]++
+			if serr := t.store(name, r); serr != nil {
+				t.log.Error("could not restore the reference of a failed unmount; the next start unmounts the volume", "volume", name, "id", id, "err", serr)
 			}
+			return fmt.Errorf("unmount volume %s: %w", name, err)
 		}
 	}
-	return t.store(name, r)
+	fault(FaultUnmountAfterUnmount)
+	return nil
 }
 
 // Count is the number of references held on name.

@@ -1,0 +1,141 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/dockplug/dockplug/authz"
+)
+
+// Load reads and compiles a policy file.
+func Load(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	f, err := ParseFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return Compile(f, path)
+}
+
+// Engine holds the current policy of a running plugin and replaces it on
+// reload only with one that compiles. Without any good policy it denies
+// everything, saying why: dockerd cannot start without its authorization
+// plugin, so refusing to start would help nobody.
+type Engine struct {
+	path     string
+	log      *slog.Logger
+	cur      atomic.Pointer[Policy]
+	lastErr  atomic.Pointer[error]
+	OnReload func(ok bool) // for metrics; may be nil
+}
+
+// NewEngine loads path; a failure is logged and leaves the engine denying.
+func NewEngine(path string, log *slog.Logger) *Engine {
+	e := &Engine{path: path, log: log}
+	if path == "" {
+		e.setErr(errors.New("no policy file configured (--authz-policy)"))
+		return e
+	}
+	e.Reload()
+	return e
+}
+
+func (e *Engine) setErr(err error) { e.lastErr.Store(&err) }
+
+// Err is the last load error, nil after a successful load.
+func (e *Engine) Err() error {
+	if p := e.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Policy returns the current policy; nil when none ever loaded.
+func (e *Engine) Policy() *Policy { return e.cur.Load() }
+
+// Reload recompiles the file; on error the last good policy stays.
+func (e *Engine) Reload() error {
+	p, err := Load(e.path)
+	if e.OnReload != nil {
+		e.OnReload(err == nil)
+	}
+	if err != nil {
+		e.setErr(err)
+		if e.cur.Load() != nil {
+			e.log.Error("policy reload failed; keeping the last good policy", "err", err)
+		} else {
+			e.log.Error("no valid policy: denying every request", "err", err)
+		}
+		return err
+	}
+	e.cur.Store(p)
+	e.lastErr.Store(nil)
+	e.log.Info("policy loaded", "file", e.path, "rules", len(p.rules))
+	return nil
+}
+
+// Decide judges a request with the current policy.
+func (e *Engine) Decide(ctx context.Context, req *authz.Request, response bool) Decision {
+	p := e.cur.Load()
+	if p == nil {
+		if response {
+			return Decision{Allow: true, Rule: "no-policy"}
+		}
+		return Decision{Rule: "no-policy", Message: fmt.Sprintf("no valid authorization policy, denying everything: %v", e.Err())}
+	}
+	return p.Decide(ctx, req, response)
+}
+
+// Watch reloads on each signal from hup (SIGHUP) and whenever the file
+// changes, until ctx ends. It watches the file's directory, since editors
+// and config management replace files by renaming.
+func (e *Engine) Watch(ctx context.Context, hup <-chan os.Signal) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch policy: %w", err)
+	}
+	defer w.Close()
+	if e.path != "" {
+		if err := w.Add(filepath.Dir(e.path)); err != nil {
+			return fmt.Errorf("watch policy directory: %w", err)
+		}
+	}
+	abs, _ := filepath.Abs(e.path)
+	// Coalesce bursts of events (write, chmod, rename) into one reload.
+	var pending <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			e.log.Info("SIGHUP: reloading policy")
+			e.Reload()
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if p, _ := filepath.Abs(ev.Name); p == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+				pending = time.After(100 * time.Millisecond)
+			}
+		case <-pending:
+			pending = nil
+			e.Reload()
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			e.log.Warn("policy watch", "err", err)
+		}
+	}
+}
