@@ -3,6 +3,7 @@ package s3
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -428,5 +429,54 @@ func TestMountProcessWritesReadoptsAndRemounts(t *testing.T) {
 	}
 	if err := d2.Remove(ctx, &volume.RemoveRequest{Name: "mm"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A mount process that dies while the plugin is down: the next plugin
+// finds its mount dead, detaches it, mounts again (the volume is still
+// referenced) and says so in Get's Status.
+func TestMountProcessDeadAtPluginStart(t *testing.T) {
+	needFUSE(t)
+	w := newWorld(t)
+	state := t.TempDir()
+	d := w.driver(state)
+	if err := d.Create(ctx, &volume.CreateRequest{Name: "dd", Opts: map[string]string{"bucket": w.bucket}}); err != nil {
+		t.Fatal(err)
+	}
+	mp := mountVol(t, d, "dd", "id1")
+	t.Cleanup(func() {
+		if live, _ := mounts.MountPoints(); live[mp] {
+			syscall.Unmount(mp, syscall.MNT_DETACH)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(mp, "f"), []byte("before"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pid := pidOf(t, d, "dd")
+	d.Close()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the mount to die", func() bool {
+		var st syscall.Stat_t
+		return errors.Is(syscall.Stat(mp, &st), syscall.ENOTCONN)
+	})
+	d2 := w.driver(state)
+	g, err := d2.Get(ctx, &volume.GetRequest{Name: "dd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := g.Volume.Status
+	if st["remounts"] != 1 || !strings.Contains(fmt.Sprint(st["lastDeath"]), "found dead at plugin start") || st["mountPid"] == nil || st["mountPid"] == pid {
+		t.Fatalf("status: %v", st)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "f")); err != nil || string(b) != "before" {
+		t.Fatalf("read after the remount: %q, %v", b, err)
+	}
+	if err := d2.Unmount(ctx, &volume.UnmountRequest{Name: "dd", ID: "id1"}); err != nil {
+		t.Fatal(err)
+	}
+	if live, _ := mounts.MountPoints(); live[mp] {
+		t.Fatal("still mounted")
 	}
 }
