@@ -85,8 +85,8 @@ func (f *FS) listS3(ctx context.Context, prefix string) (map[string]entry, error
 		}
 		out[name] = entry{size: o.Size, mtime: o.LastModified}
 	}
-	if prefix == f.o.Prefix {
-		delete(out, ".dockplug") // never show the plugin's reserved prefix
+	if prefix == "" {
+		delete(out, ".dockplug") // a whole bucket: never show the plugin's reserved prefix
 	}
 	return out, nil
 }
