@@ -34,6 +34,41 @@ type stage struct {
 	pending   int    // background uploads queued
 	key       string // the object it uploads to
 	journaled bool
+	// streamable: every change since the stage was empty was an append,
+	// so full parts can be uploaded while the file is written.
+	streamable bool
+	stream     *stream
+}
+
+// s3Abort bounds the abort of a multipart upload nobody waits for.
+const s3Abort = 30 * time.Second
+
+// noStream ends streaming for st (n.mu held): its parts are dropped and
+// the next upload sends the whole file.
+func (st *stage) noStream() {
+	st.streamable = false
+	if st.stream != nil {
+		st.stream.abort()
+		st.stream = nil
+	}
+}
+
+// appended runs after an append brought st to size (n.mu held): full
+// parts go up now.
+func (n *node) appended(ctx context.Context, st *stage, size int64) {
+	if !st.streamable || size < int64(n.fsys.o.PartSize) {
+		return
+	}
+	if st.stream == nil {
+		s, err := n.fsys.startStream(ctx, st.f, st.key)
+		if err != nil {
+			n.fsys.log.Warn("streaming upload not started; close uploads the whole file", "key", st.key, "err", err)
+			st.streamable = false
+			return
+		}
+		st.stream = s
+	}
+	st.stream.fill(size)
 }
 
 func (s *stage) size() int64 {
@@ -63,7 +98,7 @@ func (n *node) ensureStage(ctx context.Context, empty bool) (*stage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stage: %w", err)
 	}
-	st := &stage{f: f, id: id, key: n.fsys.key(n.path())}
+	st := &stage{f: f, id: id, key: n.fsys.key(n.path()), streamable: empty || n.size == 0}
 	if !empty && n.size > 0 {
 		o, err := n.fsys.o.Client.GetObject(ctx, n.fsys.o.Bucket, st.key, minio.GetObjectOptions{})
 		if err == nil {
@@ -123,13 +158,28 @@ func (n *node) upload(ctx context.Context) error {
 		return err
 	}
 	gen, key := st.gen, st.key
+	strm := st.stream
+	st.stream, st.streamable = nil, false // the object exists now: later changes upload whole
 	n.mu.Unlock()
 
 	st.io.RLock()
 	size := st.sz
-	_, err := n.fsys.o.Client.PutObject(ctx, n.fsys.o.Bucket, key, io.NewSectionReader(st.f, 0, size), size, minio.PutObjectOptions{
-		PartSize: n.fsys.o.PartSize, NumThreads: n.fsys.o.Uploads, ContentType: "application/octet-stream",
-	})
+	var err error
+	if strm != nil && strm.key == key {
+		if err = strm.finish(ctx, size); err != nil {
+			n.fsys.log.Warn("streaming upload failed; uploading the whole file", "key", key, "err", err)
+			strm.abort()
+			strm = nil
+		}
+	} else if strm != nil {
+		strm.abort() // renamed since it started
+		strm = nil
+	}
+	if strm == nil {
+		_, err = n.fsys.o.Client.PutObject(ctx, n.fsys.o.Bucket, key, io.NewSectionReader(st.f, 0, size), size, minio.PutObjectOptions{
+			PartSize: n.fsys.o.PartSize, NumThreads: n.fsys.o.Uploads, ContentType: "application/octet-stream",
+		})
+	}
 	st.io.RUnlock()
 
 	n.mu.Lock()
@@ -165,6 +215,7 @@ func (n *node) discard() {
 	defer n.mu.Unlock()
 	n.deleted = true
 	if st := n.st; st != nil {
+		st.noStream()
 		if st.dirty {
 			st.dirty = false
 			n.fsys.markDirty(n, false)
@@ -195,6 +246,8 @@ func (n *node) truncate(ctx context.Context, size int64) syscall.Errno {
 		return n.fsys.eio("truncate staged file", st.key, err)
 	}
 	n.changed(st)
+	st.noStream()
+	st.streamable = size == 0
 	inUse := st.opens > 0
 	n.mu.Unlock()
 	if !inUse {
@@ -216,7 +269,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		if err != nil {
 			return nil, err
 		}
-		st := &stage{f: f, id: id, key: n.fsys.key(join(n.path(), name)), opens: 1}
+		st := &stage{f: f, id: id, key: n.fsys.key(join(n.path(), name)), opens: 1, streamable: true}
 		c.st = st
 		return st, nil
 	}()
@@ -263,6 +316,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			return nil, 0, n.fsys.eio("truncate staged file", st.key, err)
 		}
 		n.changed(st)
+		st.noStream()
+		st.streamable = true
 	}
 	return &handle{n: n, write: true}, 0, 0
 }
@@ -314,13 +369,20 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 		return 0, syscall.EBADF
 	}
 	st.io.Lock()
+	isAppend := off == st.sz
 	k, err := st.f.WriteAt(data, off)
 	if end := off + int64(k); end > st.sz {
 		st.sz = end
 	}
+	size := st.sz
 	st.io.Unlock()
 	n.mu.Lock()
 	n.changed(st)
+	if !isAppend {
+		st.noStream()
+	} else if err == nil {
+		n.appended(ctx, st, size)
+	}
 	n.mu.Unlock()
 	if err != nil {
 		return uint32(k), n.fsys.eio("write staged file", st.key, err)

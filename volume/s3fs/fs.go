@@ -83,11 +83,10 @@ type FS struct {
 	lmu      sync.Mutex
 	listings map[string]*listing // dir key -> listing
 
-	bg        sync.WaitGroup // background uploads
+	bg        inflight // background uploads and aborts
 	bgSem     chan struct{}
 	stagedMu  sync.Mutex
 	staged    int64 // bytes of closed files waiting for upload
-	stagedCnd *sync.Cond
 	dirtyMu   sync.Mutex
 	dirty     map[*node]struct{} // nodes with data not yet in S3
 
@@ -130,7 +129,7 @@ func New(o Options) (*FS, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	f := &FS{o: o, log: o.Logger, listings: map[string]*listing{}, bgSem: make(chan struct{}, 32), dirty: map[*node]struct{}{}}
-	f.stagedCnd = sync.NewCond(&f.stagedMu)
+	f.bg.cond = sync.NewCond(&f.bg.mu)
 	f.root = &node{fsys: f, dir: true}
 	return f, nil
 }
@@ -239,3 +238,31 @@ func (f *FS) markDirty(n *node, dirty bool) {
 // waitUploads waits for every background upload (rename of a directory
 // copies what is in S3, so it must all be there).
 func (f *FS) waitUploads() { f.bg.Wait() }
+
+// inflight counts background work. Unlike a sync.WaitGroup, work may be
+// added while someone waits (a directory rename waits while other files
+// are closed).
+type inflight struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	n    int
+}
+
+func (w *inflight) Add(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n += n
+	if w.n == 0 {
+		w.cond.Broadcast()
+	}
+}
+
+func (w *inflight) Done() { w.Add(-1) }
+
+func (w *inflight) Wait() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.n > 0 {
+		w.cond.Wait()
+	}
+}

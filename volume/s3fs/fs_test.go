@@ -582,3 +582,68 @@ func TestPermissionsEnforced(t *testing.T) {
 		t.Fatal("the refused write reached S3")
 	}
 }
+
+// A file written sequentially streams its full parts while it is written;
+// anything but appends falls back to one upload of the whole file.
+func TestStreamingUpload(t *testing.T) {
+	m := mount(t, nil)
+	data := randBytes(12 << 20)
+	f, err := os.Create(m.path("seq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	// Two full parts have started before close: the multipart upload exists.
+	n := 0
+	for u := range m.cli.ListIncompleteUploads(context.Background(), m.bucket, m.prefix+"seq", false) {
+		if u.Err != nil {
+			t.Fatal(u.Err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("%d multipart uploads in flight while writing, want 1", n)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.object("seq"); !bytes.Equal(got, data) {
+		t.Fatalf("streamed object: %d bytes, want %d identical", len(got), len(data))
+	}
+
+	// A rewrite of the start after two parts went up: the whole file.
+	f, err = os.Create(m.path("rewritten"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("HEAD"), 0); err != nil {
+		t.Fatal(err)
+	}
+	// fsync in the middle, then more appends.
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("tail")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]byte("HEAD"), data[4:]...), "tail"...)
+	if got := m.object("rewritten"); !bytes.Equal(got, want) {
+		t.Fatalf("rewritten object: %d bytes, want %d identical", len(got), len(want))
+	}
+	// The aborted stream leaves no upload behind (the abort runs in the
+	// background; the unmount waits for it).
+	if err := m.unmount(); err != nil {
+		t.Fatal(err)
+	}
+	for u := range m.cli.ListIncompleteUploads(context.Background(), m.bucket, m.prefix, true) {
+		t.Errorf("multipart upload left: %+v", u)
+	}
+}
