@@ -83,6 +83,8 @@ type bench struct {
 	config string
 	data   []byte
 	passwd string
+
+	live map[*mount]bool // mounts to undo if the run fails
 }
 
 func run() error {
@@ -98,7 +100,8 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	b := &bench{work: work, bin: *dockplugBin}
+	b := &bench{work: work, bin: *dockplugBin, live: map[*mount]bool{}}
+	defer b.cleanup()
 	if b.bin == "" {
 		b.bin = filepath.Join(work, "dockplug")
 		cmd := exec.Command("go", "build", "-o", b.bin, "./cmd/dockplug")
@@ -180,6 +183,7 @@ func (b *bench) put(ctx context.Context, key string, data []byte) error {
 
 // mount is one running FUSE process.
 type mount struct {
+	b   *bench
 	dir string
 	cmd *exec.Cmd
 }
@@ -221,7 +225,9 @@ func (b *bench) mount(tool, prefix string) (*mount, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if live, _ := mounts.MountPoints(); live[dir] {
-			return &mount{dir: dir, cmd: cmd}, nil
+			m := &mount{b: b, dir: dir, cmd: cmd}
+			b.live[m] = true
+			return m, nil
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
@@ -262,6 +268,16 @@ func (b *bench) rclone(args ...string) error {
 	return nil
 }
 
+// cleanup undoes the mounts a failed run left: lazy unmount, then the
+// process (ours, by its PID).
+func (b *bench) cleanup() {
+	for m := range b.live {
+		_ = syscall.Unmount(m.dir, syscall.MNT_DETACH)
+		_ = m.cmd.Process.Kill()
+		_, _ = m.cmd.Process.Wait()
+	}
+}
+
 // unmount unmounts and waits for the process; it returns the process's
 // CPU seconds.
 func (m *mount) unmount() (float64, error) {
@@ -272,6 +288,7 @@ func (m *mount) unmount() (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	delete(m.b.live, m)
 	u := st.SysUsage().(*syscall.Rusage)
 	return time.Duration(u.Utime.Nano() + u.Stime.Nano()).Seconds(), nil
 }
