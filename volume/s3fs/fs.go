@@ -83,12 +83,12 @@ type FS struct {
 	lmu      sync.Mutex
 	listings map[string]*listing // dir key -> listing
 
-	bg        inflight // background uploads and aborts
-	bgSem     chan struct{}
-	stagedMu  sync.Mutex
-	staged    int64 // bytes of closed files waiting for upload
-	dirtyMu   sync.Mutex
-	dirty     map[*node]struct{} // nodes with data not yet in S3
+	bg       inflight // background uploads and aborts
+	bgSem    chan struct{}
+	stagedMu sync.Mutex
+	staged   int64 // bytes of closed files waiting for upload
+	dirtyMu  sync.Mutex
+	dirty    map[*node]struct{} // nodes with data not yet in S3
 
 	root *node
 }
