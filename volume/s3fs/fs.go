@@ -9,7 +9,8 @@
 //
 // Durability contract:
 //   - writes are staged in a local file (Options.CacheDir) and uploaded
-//     whole, with parallel multipart above PartSize;
+//     with parallel multipart above PartSize; a file only appended to
+//     since it was empty streams its full parts while written (stream);
 //   - fsync returns only when the data is in S3, and reports upload
 //     errors (EIO, with a log line);
 //   - close waits for the upload too, unless Options.AsyncClose: then it
