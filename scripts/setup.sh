@@ -23,3 +23,11 @@ fi
 
 # The second judge: Engine 29 in a private prefix (built once, ~10 minutes).
 bash "$(dirname "$0")/engine29.sh"
+
+# dockplug-s3's tests serve a real S3 API with versitygw (about a minute to build).
+if ! command -v versitygw >/dev/null; then
+	echo "setup: installing versitygw"
+	(cd / && GOFLAGS= go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)
+fi
+# FUSE: the kernel module (/dev/fuse) and fusermount for unmounting as non-root.
+if [ ! -e /dev/fuse ]; then modprobe fuse || true; fi
