@@ -51,15 +51,19 @@ func Resolve(method, uri string) Resolution {
 	}
 	for i := range table {
 		c := &table[i]
+		// A route of another method is passed over whether its path
+		// matches or not (gorilla notes a method mismatch and tries the
+		// next route), so its regexp need not run. The catch-alls
+		// (action "") match any method.
+		if c.action != "" && c.method != method {
+			continue
+		}
 		m := c.re.FindStringSubmatch(u.Path)
 		if m == nil {
 			continue
 		}
 		if c.action == "" {
 			return fail(res, "no such route: the daemon answers 404")
-		}
-		if c.method != method {
-			continue // gorilla notes a method mismatch and tries the next route
 		}
 		res.Action, res.Route, res.Body = c.action, c.path, c.body
 		res.Params = make(map[string]string, len(c.names))
