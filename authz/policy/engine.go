@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -114,6 +115,16 @@ func (e *Engine) Watch(ctx context.Context, hup <-chan os.Signal) error {
 		}
 	}
 	abs, _ := filepath.Abs(e.path)
+	// inotify can drop or pair events in ways that hide a change (a full
+	// queue, a rename reported under the old name), so the file is also
+	// polled: any change of inode, size or mtime reloads it.
+	last := stampOf(e.path)
+	poll := time.NewTicker(pollInterval)
+	defer poll.Stop()
+	reload := func() {
+		last = stampOf(e.path)
+		e.Reload()
+	}
 	// Coalesce bursts of events (write, chmod, rename) into one reload.
 	var pending <-chan time.Time
 	for {
@@ -122,7 +133,7 @@ func (e *Engine) Watch(ctx context.Context, hup <-chan os.Signal) error {
 			return nil
 		case <-hup:
 			e.log.Info("SIGHUP: reloading policy")
-			e.Reload()
+			reload()
 		case ev, ok := <-w.Events:
 			if !ok {
 				return nil
@@ -130,9 +141,13 @@ func (e *Engine) Watch(ctx context.Context, hup <-chan os.Signal) error {
 			if p, _ := filepath.Abs(ev.Name); p == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				pending = time.After(100 * time.Millisecond)
 			}
+		case <-poll.C:
+			if e.path != "" && pending == nil && stampOf(e.path) != last {
+				pending = time.After(100 * time.Millisecond)
+			}
 		case <-pending:
 			pending = nil
-			e.Reload()
+			reload()
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
@@ -140,4 +155,26 @@ func (e *Engine) Watch(ctx context.Context, hup <-chan os.Signal) error {
 			e.log.Warn("policy watch", "err", err)
 		}
 	}
+}
+
+// pollInterval is how often Watch checks the file besides inotify.
+const pollInterval = time.Second
+
+// stamp identifies a version of the policy file.
+type stamp struct {
+	ino, size int64
+	mtime     time.Time
+	ok        bool
+}
+
+func stampOf(path string) stamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return stamp{}
+	}
+	s := stamp{size: fi.Size(), mtime: fi.ModTime(), ok: true}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.ino = int64(st.Ino)
+	}
+	return s
 }

@@ -218,3 +218,27 @@ func TestPanicDeniesAndAuditHasNoSecrets(t *testing.T) {
 		t.Errorf("deny counter %v", got)
 	}
 }
+
+// The poll that backs up inotify sees a replacement by rename (a new
+// inode) and an edit in place (size or mtime).
+func TestStampSeesEveryChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, "default: deny\n")
+	a := stampOf(path)
+	tmp := path + ".tmp"
+	writeFile(t, tmp, "default: deny\n")
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	b := stampOf(path)
+	if a == b || !b.ok {
+		t.Fatalf("a rename with the same content is not seen: %+v %+v", a, b)
+	}
+	writeFile(t, path, "default: allow\n")
+	if c := stampOf(path); c == b {
+		t.Fatalf("an edit in place is not seen: %+v", c)
+	}
+	if s := stampOf(filepath.Join(t.TempDir(), "none")); s.ok {
+		t.Fatalf("a missing file has a stamp: %+v", s)
+	}
+}
