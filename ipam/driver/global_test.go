@@ -971,7 +971,7 @@ func TestGlobalBlockBits(t *testing.T) {
 	}
 	for _, c := range []struct{ p, last string }{{"10.0.0.0/8", "10.255.255.255"}, {"10.0.0.4/32", "10.0.0.4"},
 		{"fd00::/64", "fd00::ffff:ffff:ffff:ffff"}, {"fd00::/120", "fd00::ff"}, {"::/0", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}, {"0.0.0.0/0", "255.255.255.255"}} {
-		if got := lastAddr(netip.MustParsePrefix(c.p)); got.String() != c.last {
+		if got := alloc.LastAddr(netip.MustParsePrefix(c.p)); got.String() != c.last {
 			t.Errorf("lastAddr(%s) = %s", c.p, got)
 		}
 	}
