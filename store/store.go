@@ -2,8 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrLeaseNotFound: a write named a lease that expired or was revoked.
+var ErrLeaseNotFound = errors.New("lease not found")
 
 // KV is the small transactional key-value interface that drivers keep
 // shared state in (store/etcd implements it over etcd). Keys are strings,

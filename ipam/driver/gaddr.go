@@ -33,7 +33,7 @@ const (
 // commitAddr creates the key of a with val, if it does not exist, the pool
 // is the one this host knows and (b != nil) b is still this host's. It
 // returns the existing record when taken.
-func (s *globalSpace) commitAddr(ctx context.Context, p *gPool, b *gBlock, a netip.Addr, val []byte, nonce string) (commitResult, *gAddrRecord, error) {
+func (s *globalSpace) commitAddr(ctx context.Context, p *gPool, b *gBlock, a netip.Addr, val []byte, rq *request) (commitResult, *gAddrRecord, error) {
 	key := p.addrKey(s, a)
 	cmps := []store.Cond{store.IfAbsent(key), store.IfCreated(p.key, p.createRev)}
 	if b != nil {
@@ -42,7 +42,11 @@ func (s *globalSpace) commitAddr(ctx context.Context, p *gPool, b *gBlock, a net
 	var res commitResult
 	var other *gAddrRecord
 	err := s.do(ctx, func(ctx context.Context) error {
-		ok, _, err := s.kv.Txn(ctx, cmps, store.Put(key, val, 0))
+		if ok, err := s.applied(ctx, rq, nil); err != nil || ok {
+			res = committed // an earlier attempt went through
+			return err
+		}
+		ok, _, err := s.txnOnce(ctx, rq, "request address", a, cmps, store.Put(key, val, 0))
 		if err != nil {
 			return err
 		}
@@ -52,6 +56,10 @@ func (s *globalSpace) commitAddr(ctx context.Context, p *gPool, b *gBlock, a net
 		}
 		// Which condition failed: read after the fact. A key that is gone
 		// again, in a pool and block still there, is as good as taken.
+		if ok, err := s.applied(ctx, rq, nil); err != nil || ok {
+			res = committed // an earlier attempt went through after all
+			return err
+		}
 		kv, found, err := s.kv.Get(ctx, key)
 		if err != nil {
 			return err
@@ -59,10 +67,6 @@ func (s *globalSpace) commitAddr(ctx context.Context, p *gPool, b *gBlock, a net
 		if found {
 			var rec gAddrRecord
 			json.Unmarshal(kv.Value, &rec)
-			if slices.Contains(rec.Ops, nonce) {
-				res = committed // an earlier attempt went through
-				return nil
-			}
 			res, other = taken, &rec
 			return nil
 		}
@@ -88,7 +92,7 @@ func (s *globalSpace) commitAddr(ctx context.Context, p *gPool, b *gBlock, a net
 
 func (s *globalSpace) newAddrRecord(req AddrRequest, a netip.Addr, nonce string) gAddrRecord {
 	return gAddrRecord{AddrInfo: AddrInfo{Address: a, Endpoint: req.Endpoint, Gateway: req.Gateway, Host: s.host,
-		MAC: req.MAC, At: time.Now().UTC()}, Ops: []string{nonce}}
+		MAC: req.MAC, At: time.Now().UTC()}, Req: nonce}
 }
 
 func (s *globalSpace) RequestAddress(ctx context.Context, req AddrRequest) (netip.Addr, error) {
@@ -136,9 +140,9 @@ func (s *globalSpace) requestSpecific(ctx context.Context, p *gPool, req AddrReq
 	if err := checkAddr(p, a); err != nil {
 		return netip.Addr{}, asPluginError(fmt.Errorf("global address space: pool %s: %w", p.id, err))
 	}
-	nonce := newNonce()
-	val := mustJSON(s.newAddrRecord(req, a, nonce))
-	res, other, err := s.commitAddr(ctx, p, nil, a, val, nonce)
+	rq := newRequest()
+	val := mustJSON(s.newAddrRecord(req, a, rq.nonce))
+	res, other, err := s.commitAddr(ctx, p, nil, a, val, rq)
 	if err != nil {
 		counted := p.markUsed(a, true)
 		p.mu.Lock()
@@ -158,7 +162,7 @@ func (s *globalSpace) requestSpecific(ctx context.Context, p *gPool, req AddrReq
 }
 
 func (s *globalSpace) requestDynamic(ctx context.Context, p *gPool, req AddrRequest) (netip.Addr, error) {
-	nonce := newNonce()
+	rq := newRequest()
 	wrap := false
 	for range 10000 {
 		if err := ctx.Err(); err != nil {
@@ -183,8 +187,8 @@ func (s *globalSpace) requestDynamic(ctx context.Context, p *gPool, req AddrRequ
 			// No unclaimed block left: free addresses in others' blocks.
 			return s.borrow(ctx, p, req)
 		}
-		val := mustJSON(s.newAddrRecord(req, a, nonce))
-		res, _, err := s.commitAddr(ctx, p, b, a, val, nonce)
+		val := mustJSON(s.newAddrRecord(req, a, rq.nonce))
+		res, _, err := s.commitAddr(ctx, p, b, a, val, rq)
 		if err != nil {
 			p.mu.Lock()
 			p.doubt[a] = gDoubt{key: p.addrKey(s, a), val: val, counted: true} // stays marked used
@@ -328,7 +332,7 @@ func (s *globalSpace) borrow(ctx context.Context, p *gPool, req AddrRequest) (ne
 		a0.AllocateSpecific(a)
 	}
 	p.mu.Unlock()
-	nonce := newNonce()
+	rq := newRequest()
 	for {
 		var a netip.Addr
 		if req.Serial {
@@ -351,8 +355,8 @@ func (s *globalSpace) borrow(ctx context.Context, p *gPool, req AddrRequest) (ne
 			b.own++
 		}
 		p.mu.Unlock()
-		val := mustJSON(s.newAddrRecord(req, a, nonce))
-		res, _, err := s.commitAddr(ctx, p, nil, a, val, nonce)
+		val := mustJSON(s.newAddrRecord(req, a, rq.nonce))
+		res, _, err := s.commitAddr(ctx, p, nil, a, val, rq)
 		if err != nil {
 			p.mu.Lock()
 			p.doubt[a] = gDoubt{key: p.addrKey(s, a), val: val, counted: b != nil}
@@ -389,11 +393,14 @@ func (s *globalSpace) requestGateway(ctx context.Context, p *gPool, req AddrRequ
 			return netip.Addr{}, asPluginError(fmt.Errorf("global address space: pool %s: gateway: %w", p.id, err))
 		}
 	}
-	nonce := newNonce()
+	rq := newRequest()
 	var fallback netip.Addr // when the default gateway address is taken
 	for range maxCAS {
 		var gw netip.Addr
 		err := s.do(ctx, func(ctx context.Context) error {
+			if ok, err := s.applied(ctx, rq, &gw); err != nil || ok {
+				return err
+			}
 			pkv, found, err := s.kv.Get(ctx, p.key)
 			if err != nil {
 				return err
@@ -432,10 +439,6 @@ func (s *globalSpace) requestGateway(ctx context.Context, p *gPool, req AddrRequ
 				if err := json.Unmarshal(akv.Value, &ar); err != nil {
 					return fmt.Errorf("address %s: %w", want, err)
 				}
-				if slices.Contains(ar.Ops, nonce) {
-					gw = want
-					return nil
-				}
 			}
 			if req.Address.IsValid() && req.Address != want {
 				if amod != 0 {
@@ -463,25 +466,23 @@ func (s *globalSpace) requestGateway(ctx context.Context, p *gPool, req AddrRequ
 			var cmps []store.Cond
 			var ops []store.Op
 			if amod == 0 {
-				ar = s.newAddrRecord(AddrRequest{Gateway: true, Endpoint: req.Endpoint, MAC: req.MAC}, want, nonce)
+				ar = s.newAddrRecord(AddrRequest{Gateway: true, Endpoint: req.Endpoint, MAC: req.MAC}, want, rq.nonce)
 				ar.Hosts = map[string]int{s.host: 1}
 				cmps = append(cmps, store.IfAbsent(key))
 			} else {
 				ar.Hosts = liveCounts(ar.Hosts)
 				ar.Hosts[s.host]++
-				ar.Ops = addOp(ar.Ops, nonce)
 				cmps = append(cmps, store.IfUnchanged(key, amod))
 			}
 			ops = append(ops, store.Put(key, mustJSON(ar), 0))
 			if setPool {
 				rec.Gateway = want
-				rec.Ops = addOp(rec.Ops, nonce)
 				cmps = append(cmps, store.IfUnchanged(p.key, pkv.ModRev))
 				ops = append(ops, store.Put(p.key, mustJSON(rec), 0))
 			} else {
 				cmps = append(cmps, store.IfCreated(p.key, p.createRev))
 			}
-			ok, _, err := s.kv.Txn(ctx, cmps, ops...)
+			ok, _, err := s.txnOnce(ctx, rq, "request gateway", want, cmps, ops...)
 			if err != nil {
 				return err
 			}
@@ -614,21 +615,19 @@ func (s *globalSpace) ReleaseAddress(ctx context.Context, poolID string, a netip
 	}
 	s.resolveDoubts(ctx, p)
 	key := p.addrKey(s, a)
-	nonce := newNonce()
-	// sent is the create revision of the record a delete was sent for: if
-	// its reply was lost, the retry finds that record gone (or replaced by
-	// a new allocation, which it must not delete) and knows it succeeded.
-	var sent int64
+	rq := newRequest()
+	type released struct{ Gone, Mine bool }
 	for range maxCAS {
 		var gone, mine bool
 		err := s.do(ctx, func(ctx context.Context) error {
+			var done released
+			if ok, err := s.applied(ctx, rq, &done); err != nil || ok {
+				gone, mine = done.Gone, done.Mine
+				return err
+			}
 			kv, found, err := s.kv.Get(ctx, key)
 			if err != nil {
 				return err
-			}
-			if sent != 0 && (!found || kv.CreateRev != sent) {
-				gone, mine = true, true
-				return nil
 			}
 			if !found {
 				gone = true
@@ -639,38 +638,36 @@ func (s *globalSpace) ReleaseAddress(ctx context.Context, poolID string, a netip
 				return fmt.Errorf("address %s: %w", a, err)
 			}
 			cmp := []store.Cond{store.IfUnchanged(key, kv.ModRev)}
-			var ok bool
+			var res released
+			var op store.Op
 			if rec.Gateway {
-				if slices.Contains(rec.Ops, nonce) || rec.Hosts[s.host] <= 0 {
-					return nil // done, or not held by this host: harmless
+				if rec.Hosts[s.host] <= 0 {
+					return nil // not held by this host: harmless
 				}
 				rec.Hosts = liveCounts(rec.Hosts)
 				if rec.Hosts[s.host]--; rec.Hosts[s.host] == 0 {
 					delete(rec.Hosts, s.host)
 				}
 				if len(rec.Hosts) == 0 {
-					gone = true
-					ok, _, err = s.kv.Txn(ctx, cmp, store.Delete(key))
+					res.Gone, op = true, store.Delete(key)
 				} else {
-					rec.Ops = addOp(rec.Ops, nonce)
-					ok, _, err = s.kv.Txn(ctx, cmp, store.Put(key, mustJSON(rec), 0))
+					op = store.Put(key, mustJSON(rec), 0)
 				}
 			} else {
 				if rec.Host != s.host {
 					return plugin.Conflict("global address space: pool %s: address %s is held by host %s (endpoint %q), not by %s; not released",
 						poolID, a, rec.Host, rec.Endpoint, s.host)
 				}
-				gone, mine = true, true
-				sent = kv.CreateRev
-				ok, _, err = s.kv.Txn(ctx, cmp, store.Delete(key))
+				res, op = released{Gone: true, Mine: true}, store.Delete(key)
 			}
+			ok, _, err := s.txnOnce(ctx, rq, "release address", res, cmp, op)
 			if err != nil {
 				return err
 			}
 			if !ok {
-				gone, sent = false, 0
 				return errCASConflict
 			}
+			gone, mine = res.Gone, res.Mine
 			return nil
 		})
 		if errors.Is(err, errCASConflict) {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -30,9 +29,6 @@ type gPoolRecord struct {
 	BlockBits int               `json:"blockBits"`
 	CreatedAt time.Time         `json:"createdAt"`
 	Options   map[string]string `json:"options,omitempty"`
-	// Ops are the nonces of the last changes, so that a retried change
-	// recognises its own earlier success.
-	Ops []string `json:"ops,omitempty"`
 }
 
 // gBlockRecord is a block as stored at blocks/<cidr>/<start>.
@@ -48,7 +44,8 @@ type gAddrRecord struct {
 	AddrInfo
 	// Hosts counts the holders of a gateway, by host.
 	Hosts map[string]int `json:"hosts,omitempty"`
-	Ops   []string       `json:"ops,omitempty"`
+	// Req is the nonce of the request that created the record.
+	Req string `json:"req,omitempty"`
 }
 
 func cidrSeg(p netip.Prefix) string { return strings.ReplaceAll(p.String(), "/", "_") }
@@ -95,14 +92,6 @@ func newNonce() string {
 	var b [12]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func addOp(ops []string, nonce string) []string {
-	ops = append(ops, nonce)
-	if len(ops) > 8 {
-		ops = slices.Clone(ops[len(ops)-8:])
-	}
-	return ops
 }
 
 func (r *gPoolRecord) info() PoolInfo {

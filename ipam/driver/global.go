@@ -38,10 +38,14 @@ package driver
 //
 // RequestAddress returns only after the transaction that created the key is
 // committed. A transaction whose outcome is unknown (etcd went away
-// mid-request) is retried; the key's value carries a nonce, so a retry that
-// finds the key with its own nonce knows the first attempt succeeded. If it
-// cannot find out, the call fails, the address stays marked used in memory
-// and the key is deleted later if, and only if, it still holds that nonce.
+// mid-request) is retried, exactly once in effect: every changing
+// transaction also creates the request's record reqs/<nonce> if absent
+// (gonce.go), so a retry that finds the record knows the first attempt
+// succeeded, whatever other hosts changed in between, and a retry that
+// does not find it cannot be applied in addition to a late first attempt.
+// If the call gives up, it fails, the address stays marked used in memory
+// and the key is deleted later if, and only if, it still holds what this
+// call wrote.
 //
 // # Why there is no hot key
 //
@@ -177,8 +181,9 @@ type globalSpace struct {
 	host   string
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	pools map[string]*gPool // by pool ID: this host's view of pools in use
+	mu     sync.Mutex
+	pools  map[string]*gPool // by pool ID: this host's view of pools in use
+	leases reqLeases         // for request records (gonce.go)
 }
 
 // gPool is this host's view of one pool: its record and, in blockAlloc

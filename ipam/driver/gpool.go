@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -60,11 +59,11 @@ func (s *globalSpace) RequestPool(ctx context.Context, req PoolRequest) (PoolInf
 			return PoolInfo{}, asPluginError(fmt.Errorf("global address space: %w", err))
 		}
 	}
-	nonce := newNonce()
+	rq := newRequest()
 	for range maxCAS {
 		var info PoolInfo
 		err := s.do(ctx, func(ctx context.Context) (err error) {
-			info, err = s.requestPoolOnce(ctx, req, nonce)
+			info, err = s.requestPoolOnce(ctx, req, rq)
 			return err
 		})
 		if errors.Is(err, errCASConflict) {
@@ -79,16 +78,15 @@ func (s *globalSpace) RequestPool(ctx context.Context, req PoolRequest) (PoolInf
 	return PoolInfo{}, plugin.Errorf(503, "global address space: request pool: too much contention, try again")
 }
 
-func (s *globalSpace) requestPoolOnce(ctx context.Context, req PoolRequest, nonce string) (PoolInfo, error) {
+func (s *globalSpace) requestPoolOnce(ctx context.Context, req PoolRequest, rq *request) (PoolInfo, error) {
+	// A retry after an attempt whose outcome was unknown: done already?
+	var done PoolInfo
+	if ok, err := s.applied(ctx, rq, &done); err != nil || ok {
+		return done, err
+	}
 	pools, rev, err := s.readPools(ctx)
 	if err != nil {
 		return PoolInfo{}, err
-	}
-	// A retry after an attempt whose outcome was unknown: done already?
-	for _, p := range pools {
-		if slices.Contains(p.rec.Ops, nonce) {
-			return p.rec.info(), nil
-		}
 	}
 	pool := req.Pool
 	dynamic := !pool.IsValid()
@@ -111,7 +109,7 @@ func (s *globalSpace) requestPoolOnce(ctx context.Context, req PoolRequest, nonc
 			// Join: the same pool requested by another host. This host
 			// holds a pool once, as in the local space: two networks on one
 			// host cannot share a subnet and gateway. (A retry of this
-			// host's own request was recognised by its nonce above.)
+			// host's own request was recognised by its record above.)
 			if liveCounts(p.rec.Hosts)[s.host] > 0 {
 				return PoolInfo{}, plugin.Conflict("global address space: pool %s is already allocated on this host (pool ID %s, held by %s); another host may join it, this one cannot hold it twice",
 					pool, p.rec.ID, strings.Join(p.rec.info().Hosts, ", "))
@@ -123,8 +121,7 @@ func (s *globalSpace) requestPoolOnce(ctx context.Context, req PoolRequest, nonc
 			rec := p.rec
 			rec.Hosts = liveCounts(rec.Hosts)
 			rec.Hosts[s.host]++
-			rec.Ops = addOp(rec.Ops, nonce)
-			ok, _, err := s.kv.Txn(ctx, []store.Cond{store.IfUnchanged(p.key, p.modRev)},
+			ok, _, err := s.txnOnce(ctx, rq, "request pool", rec.info(), []store.Cond{store.IfUnchanged(p.key, p.modRev)},
 				store.Put(p.key, mustJSON(rec), 0))
 			if err != nil {
 				return PoolInfo{}, err
@@ -147,11 +144,11 @@ func (s *globalSpace) requestPoolOnce(ctx context.Context, req PoolRequest, nonc
 	}
 	rec := gPoolRecord{ID: globalPoolID(pool, req.SubPool), Pool: pool, SubPool: req.SubPool, Dynamic: dynamic,
 		Hosts: map[string]int{s.host: 1}, BlockBits: blockBitsFor(rng, s.cfg.BlockBits),
-		CreatedAt: time.Now().UTC(), Options: req.Options, Ops: []string{nonce}}
+		CreatedAt: time.Now().UTC(), Options: req.Options}
 	key := s.poolKey(cidrSeg(pool))
 	// Create the pool only if no pool was created or changed since the read
 	// that found no overlap: two hosts cannot create overlapping pools.
-	ok, _, err := s.kv.Txn(ctx, []store.Cond{
+	ok, _, err := s.txnOnce(ctx, rq, "request pool", rec.info(), []store.Cond{
 		store.IfAbsent(key),
 		store.IfRangeUnchangedSince(s.prefix+"pools/", store.PrefixEnd(s.prefix+"pools/"), rev),
 	}, store.Put(key, mustJSON(rec), 0))
@@ -171,24 +168,23 @@ func (s *globalSpace) ReleasePool(ctx context.Context, poolID string) error {
 	}
 	key := s.poolKey(cidrSeg(pool))
 	seg := cidrSeg(pool)
-	nonce := newNonce()
-	var sentDelete int64 // create revision of the pool we tried to delete
+	rq := newRequest()
+	type released struct{ Left, Deleted bool }
 	for range maxCAS {
 		var left, deleted bool
 		err := s.do(ctx, func(ctx context.Context) error {
 			// Each attempt decides afresh: a retry may find another host
 			// joined meanwhile and take the update path instead.
-			left, deleted = false, false
-			deleting := false
+			var done released
+			if ok, err := s.applied(ctx, rq, &done); err != nil || ok {
+				left, deleted = done.Left, done.Deleted
+				return err
+			}
 			kv, found, err := s.kv.Get(ctx, key)
 			if err != nil {
 				return err
 			}
-			if !found || (sentDelete != 0 && kv.CreateRev != sentDelete) {
-				if sentDelete != 0 { // our delete went through before the error
-					left, deleted = true, true
-					return nil
-				}
+			if !found {
 				return plugin.NotFound("global address space: no pool %s", poolID)
 			}
 			var rec gPoolRecord
@@ -198,42 +194,36 @@ func (s *globalSpace) ReleasePool(ctx context.Context, poolID string) error {
 			if rec.ID != poolID {
 				return plugin.NotFound("global address space: no pool %s (pool %s is %s)", poolID, pool, rec.ID)
 			}
-			if slices.Contains(rec.Ops, nonce) {
-				left = rec.Hosts[s.host] == 0
-				return nil
-			}
 			if rec.Hosts[s.host] <= 0 {
 				return plugin.NotFound("global address space: pool %s is not held by host %s (held by %s)",
 					poolID, s.host, strings.Join(rec.info().Hosts, ", "))
 			}
 			rec.Hosts = liveCounts(rec.Hosts)
 			rec.Hosts[s.host]--
+			var res released
 			if rec.Hosts[s.host] == 0 {
 				delete(rec.Hosts, s.host)
-				left = true
+				res.Left = true
 			}
 			cmp := []store.Cond{store.IfUnchanged(key, kv.ModRev)}
 			var ok bool
 			if len(rec.Hosts) == 0 {
 				// The last holder: the pool goes with its blocks and addresses.
-				sentDelete, deleting = kv.CreateRev, true
-				ok, _, err = s.kv.Txn(ctx, cmp,
+				res.Deleted = true
+				ok, _, err = s.txnOnce(ctx, rq, "release pool", res, cmp,
 					store.Delete(key),
 					store.DeleteRange(s.addrDir(seg), store.PrefixEnd(s.addrDir(seg))),
 					store.DeleteRange(s.blockDir(seg), store.PrefixEnd(s.blockDir(seg))))
 			} else {
-				sentDelete = 0
-				rec.Ops = addOp(rec.Ops, nonce)
-				ok, _, err = s.kv.Txn(ctx, cmp, store.Put(key, mustJSON(rec), 0))
+				ok, _, err = s.txnOnce(ctx, rq, "release pool", res, cmp, store.Put(key, mustJSON(rec), 0))
 			}
 			if err != nil {
 				return err
 			}
 			if !ok {
-				sentDelete = 0
 				return errCASConflict
 			}
-			deleted = deleting
+			left, deleted = res.Left, res.Deleted
 			return nil
 		})
 		if errors.Is(err, errCASConflict) {

@@ -2,9 +2,11 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/dockplug/dockplug/store"
@@ -108,6 +110,9 @@ func (k *KV) Txn(ctx context.Context, conds []store.Cond, ops ...store.Op) (bool
 		}
 	}
 	resp, err := k.cli.Txn(ctx).If(cmps...).Then(eops...).Commit()
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return false, 0, fmt.Errorf("txn: %w: %w", store.ErrLeaseNotFound, err)
+	}
 	if err != nil {
 		return false, 0, fmt.Errorf("txn: %w", err)
 	}

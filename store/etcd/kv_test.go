@@ -1,6 +1,7 @@
 package etcd_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -72,6 +73,9 @@ func TestKVLeaseExpiry(t *testing.T) {
 	}
 	if _, ok, err := kv.Get(ctx, "leased"); ok || err != nil {
 		t.Fatalf("still there after revoke: %v", err)
+	}
+	if _, _, err := kv.Txn(ctx, nil, store.Put("leased", []byte("v"), id)); !errors.Is(err, store.ErrLeaseNotFound) {
+		t.Fatalf("put with a revoked lease: %v, want ErrLeaseNotFound", err)
 	}
 	if got := store.PrefixEnd("a/"); got != "a0" {
 		t.Fatalf("PrefixEnd(a/) = %q", got)
