@@ -97,6 +97,9 @@ on which host holds each address.`,
 				if a.Gateway {
 					ep = "(gateway)"
 				}
+				if a.Aux {
+					ep = "(aux)"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Address, orDash(ep, ep != ""), a.Host, a.At.Format(time.RFC3339))
 			}
 			return tw.Flush()

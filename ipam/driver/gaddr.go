@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -107,6 +106,8 @@ func (s *globalSpace) RequestAddress(ctx context.Context, req AddrRequest) (neti
 		switch {
 		case req.Gateway:
 			a, err = s.requestGateway(ctx, p, req)
+		case req.Address.IsValid() && req.Endpoint == "":
+			a, err = s.requestAux(ctx, p, req)
 		case req.Address.IsValid():
 			a, err = s.requestSpecific(ctx, p, req)
 		default:
@@ -385,176 +386,6 @@ func (s *globalSpace) borrow(ctx context.Context, p *gPool, req AddrRequest) (ne
 	}
 }
 
-// requestGateway returns the pool's gateway, the same on every host,
-// recording the pool's gateway on the first request and counting holders.
-func (s *globalSpace) requestGateway(ctx context.Context, p *gPool, req AddrRequest) (netip.Addr, error) {
-	if req.Address.IsValid() {
-		if err := checkAddr(p, req.Address); err != nil {
-			return netip.Addr{}, asPluginError(fmt.Errorf("global address space: pool %s: gateway: %w", p.id, err))
-		}
-	}
-	rq := newRequest()
-	var fallback netip.Addr // when the default gateway address is taken
-	for range maxCAS {
-		var gw netip.Addr
-		err := s.do(ctx, func(ctx context.Context) error {
-			if ok, err := s.applied(ctx, rq, &gw); err != nil || ok {
-				return err
-			}
-			pkv, found, err := s.kv.Get(ctx, p.key)
-			if err != nil {
-				return err
-			}
-			if !found || pkv.CreateRev != p.createRev {
-				return errPoolGone
-			}
-			var rec gPoolRecord
-			if err := json.Unmarshal(pkv.Value, &rec); err != nil {
-				return fmt.Errorf("pool %s: %w", p.id, err)
-			}
-			want, setPool := rec.Gateway, false
-			switch {
-			case !want.IsValid() && req.Address.IsValid():
-				want, setPool = req.Address, true
-			case !want.IsValid():
-				p.mu.Lock()
-				want, setPool = p.gw, true
-				p.mu.Unlock()
-				if fallback.IsValid() {
-					want = fallback
-				}
-			}
-			if !want.IsValid() {
-				return fmt.Errorf("%w: no address for a gateway in %s", alloc.ErrPoolExhausted, p.rng)
-			}
-			key := p.addrKey(s, want)
-			akv, found, err := s.kv.Get(ctx, key)
-			if err != nil {
-				return err
-			}
-			var ar gAddrRecord
-			var amod int64
-			if found {
-				amod = akv.ModRev
-				if err := json.Unmarshal(akv.Value, &ar); err != nil {
-					return fmt.Errorf("address %s: %w", want, err)
-				}
-			}
-			if req.Address.IsValid() && req.Address != want {
-				if amod != 0 {
-					return plugin.Conflict("global address space: pool %s already has gateway %s (held by %s); cannot use %s",
-						p.id, want, strings.Join(slices.Sorted(mapKeys(ar.Hosts)), ", "), req.Address)
-				}
-				// Nobody holds the recorded gateway: this one replaces it.
-				want, setPool = req.Address, true
-				key = p.addrKey(s, want)
-				if akv, found, err = s.kv.Get(ctx, key); err != nil {
-					return err
-				}
-				ar, amod = gAddrRecord{}, 0
-				if found {
-					amod = akv.ModRev
-					json.Unmarshal(akv.Value, &ar)
-				}
-			}
-			if amod != 0 && !ar.Gateway {
-				if setPool && !req.Address.IsValid() {
-					return errGatewayTaken{want}
-				}
-				return fmt.Errorf("%w: %s cannot be the gateway", alloc.ErrInUse, holder(want, &ar))
-			}
-			var cmps []store.Cond
-			var ops []store.Op
-			if amod == 0 {
-				ar = s.newAddrRecord(AddrRequest{Gateway: true, Endpoint: req.Endpoint, MAC: req.MAC}, want, rq.nonce)
-				ar.Hosts = map[string]int{s.host: 1}
-				cmps = append(cmps, store.IfAbsent(key))
-			} else {
-				ar.Hosts = liveCounts(ar.Hosts)
-				ar.Hosts[s.host]++
-				cmps = append(cmps, store.IfUnchanged(key, amod))
-			}
-			ops = append(ops, store.Put(key, mustJSON(ar), 0))
-			if setPool {
-				rec.Gateway = want
-				cmps = append(cmps, store.IfUnchanged(p.key, pkv.ModRev))
-				ops = append(ops, store.Put(p.key, mustJSON(rec), 0))
-			} else {
-				cmps = append(cmps, store.IfCreated(p.key, p.createRev))
-			}
-			ok, _, err := s.txnOnce(ctx, rq, "request gateway", want, cmps, ops...)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return errCASConflict
-			}
-			gw = want
-			return nil
-		})
-		var taken errGatewayTaken
-		switch {
-		case errors.Is(err, errCASConflict):
-			continue
-		case errors.As(err, &taken):
-			// The first address was taken as a preferred address before
-			// the gateway was asked for: the first free one instead.
-			if fallback, err = s.firstFree(ctx, p); err != nil {
-				return netip.Addr{}, err
-			}
-			continue
-		case errors.Is(err, errPoolGone):
-			return netip.Addr{}, err
-		case err != nil:
-			var pe *plugin.Error
-			if errors.As(err, &pe) {
-				return netip.Addr{}, err
-			}
-			if errors.Is(err, alloc.ErrInUse) || errors.Is(err, alloc.ErrPoolExhausted) {
-				return netip.Addr{}, asPluginError(fmt.Errorf("global address space: pool %s: %w", p.id, err))
-			}
-			return netip.Addr{}, s.storeErr("request gateway", err)
-		}
-		// An explicit gateway: the default one is free for endpoints (if a
-		// host took it meanwhile, etcd says so).
-		p.mu.Lock()
-		p.setGateway(gw)
-		p.mu.Unlock()
-		return gw, nil
-	}
-	return netip.Addr{}, plugin.Errorf(503, "global address space: pool %s: gateway: too much contention, try again", p.id)
-}
-
-type errGatewayTaken struct{ a netip.Addr }
-
-func (e errGatewayTaken) Error() string { return "gateway " + e.a.String() + " taken" }
-
-// firstFree is the lowest address of the allocation range without a key.
-func (s *globalSpace) firstFree(ctx context.Context, p *gPool) (netip.Addr, error) {
-	var used []netip.Addr
-	err := s.do(ctx, func(ctx context.Context) error {
-		from, to := p.addrRange(s, p.rec.Pool)
-		kvs, _, err := s.kv.List(ctx, from, to, 0)
-		if err != nil {
-			return err
-		}
-		used = s.rangeAddrs(p, kvs)
-		return nil
-	})
-	if err != nil {
-		return netip.Addr{}, s.storeErr("request gateway", err)
-	}
-	a, err := alloc.Restore(p.rec.Pool, p.rec.SubPool, used)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("global address space: pool %s: %w", p.id, err)
-	}
-	first, err := a.Allocate()
-	if err != nil {
-		return netip.Addr{}, asPluginError(fmt.Errorf("global address space: pool %s: gateway: %w", p.id, err))
-	}
-	return first, nil
-}
-
 // resolveDoubts settles address writes whose outcome was unknown: the key
 // is deleted if it still holds what this host wrote (the caller was told
 // the allocation failed), and the address freed here if the key is gone.
@@ -640,7 +471,7 @@ func (s *globalSpace) ReleaseAddress(ctx context.Context, poolID string, a netip
 			cmp := []store.Cond{store.IfUnchanged(key, kv.ModRev)}
 			var res released
 			var op store.Op
-			if rec.Gateway {
+			if rec.Gateway || rec.Aux {
 				if rec.Hosts[s.host] <= 0 {
 					return nil // not held by this host: harmless
 				}

@@ -42,7 +42,7 @@ type gBlockRecord struct {
 // gAddrRecord is an address as stored at addrs/<cidr>/<address>.
 type gAddrRecord struct {
 	AddrInfo
-	// Hosts counts the holders of a gateway, by host.
+	// Hosts counts the holders of a gateway or aux address, by host.
 	Hosts map[string]int `json:"hosts,omitempty"`
 	// Req is the nonce of the request that created the record.
 	Req string `json:"req,omitempty"`
@@ -170,6 +170,9 @@ func holder(a netip.Addr, r *gAddrRecord) string {
 	var parts []string
 	if r.Gateway {
 		parts = append(parts, "the gateway")
+	}
+	if r.Aux {
+		parts = append(parts, "an aux address")
 	}
 	if r.Endpoint != "" {
 		parts = append(parts, "endpoint "+r.Endpoint)

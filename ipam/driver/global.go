@@ -9,6 +9,8 @@ package driver
 //	gkeys.go    the key schema and records
 //	gpool.go    pools: request, release, this host's view of one
 //	gaddr.go    addresses: the transactions that hand them out and free them
+//	gshared.go  addresses shared by hosts, refcounted: gateway, aux addresses
+//	gonce.go    request records: exactly-once retries
 //	blocks.go   the pure block allocator (no store): owned blocks, picks
 //
 // Every read and transaction goes through store.KV (store/etcd over etcd),
@@ -297,7 +299,7 @@ func (s *globalSpace) Addresses(ctx context.Context, poolID string) ([]AddrInfo,
 				s.log.Warn("global address space: unreadable address record", "key", kv.Key, "err", err)
 				continue
 			}
-			if ar.Gateway && len(ar.Hosts) > 0 {
+			if (ar.Gateway || ar.Aux) && len(ar.Hosts) > 0 {
 				ar.Host = strings.Join(slices.Sorted(mapKeys(ar.Hosts)), ",")
 			}
 			out = append(out, ar.AddrInfo)

@@ -380,7 +380,7 @@ func (s *globalSpace) ownCount(kvs []store.Entry) int {
 	n := 0
 	for _, kv := range kvs {
 		var r gAddrRecord
-		if json.Unmarshal(kv.Value, &r) == nil && r.Host == s.host && !r.Gateway {
+		if json.Unmarshal(kv.Value, &r) == nil && r.Host == s.host && !r.Gateway && !r.Aux {
 			n++
 		}
 	}

@@ -1,0 +1,73 @@
+package driver
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/dockplug/dockplug/store/etcd/etcdtest"
+)
+
+// TestGlobalAuxSharedAcrossHosts: dockerd requests each --aux-address (a
+// preferred address without an endpoint name) on every host that creates
+// the network; the address is refcounted by host, like the gateway.
+func TestGlobalAuxSharedAcrossHosts(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.WithoutFsync())
+	ctx := t.Context()
+	a, b := newGlobal(t, srv, "host-a"), newGlobal(t, srv, "host-b")
+	p := mustPool(t, a, "10.66.0.0/24", "")
+	mustPool(t, b, "10.66.0.0/24", "")
+	aux := netip.MustParseAddr("10.66.0.5")
+	for _, h := range []*globalSpace{a, b} {
+		if got := mustAddr(t, h, AddrRequest{PoolID: p.ID, Address: aux}); got != aux {
+			t.Fatalf("%s: aux %s", h.host, got)
+		}
+	}
+	r := stored(t, a, "10.66.0.0/24")[aux]
+	if !r.Aux || r.Hosts["host-a"] != 1 || r.Hosts["host-b"] != 1 {
+		t.Fatalf("aux record %+v", r)
+	}
+	// An endpoint cannot take it, nor can dynamic allocation hand it out.
+	_, err := b.RequestAddress(ctx, AddrRequest{PoolID: p.ID, Address: aux, Endpoint: "c1"})
+	wantStatus(t, err, 409, "aux address")
+	for range 20 {
+		if x := mustAddr(t, a, AddrRequest{PoolID: p.ID, Endpoint: "dyn"}); x == aux {
+			t.Fatal("aux address handed out dynamically")
+		}
+	}
+	// An endpoint's address is no aux address.
+	ep := mustAddr(t, b, AddrRequest{PoolID: p.ID, Address: netip.MustParseAddr("10.66.0.77"), Endpoint: "c2"})
+	_, err = a.RequestAddress(ctx, AddrRequest{PoolID: p.ID, Address: ep})
+	wantStatus(t, err, 409, "c2")
+	// Listing names both holders.
+	addrs, err := a.Addresses(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range addrs {
+		if x.Address == aux && (!x.Aux || x.Host != "host-a,host-b") {
+			t.Fatalf("listed %+v", x)
+		}
+	}
+	// The key goes with its last holder.
+	if err := a.ReleaseAddress(ctx, p.ID, aux); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := stored(t, a, "10.66.0.0/24")[aux]; !ok || r.Hosts["host-a"] != 0 || r.Hosts["host-b"] != 1 {
+		t.Fatalf("after host-a's release: %+v %v", r, ok)
+	}
+	if err := a.ReleaseAddress(ctx, p.ID, aux); err != nil { // again: harmless, host-b keeps it
+		t.Fatal(err)
+	}
+	if _, ok := stored(t, a, "10.66.0.0/24")[aux]; !ok {
+		t.Fatal("a second release by host-a freed host-b's aux address")
+	}
+	if err := b.ReleaseAddress(ctx, p.ID, aux); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := stored(t, a, "10.66.0.0/24")[aux]; ok {
+		t.Fatal("aux address kept after its last holder released it")
+	}
+	if got := mustAddr(t, b, AddrRequest{PoolID: p.ID, Address: aux, Endpoint: "c3"}); got != aux {
+		t.Fatalf("freed aux address not available: %s", got)
+	}
+}
