@@ -231,6 +231,7 @@ func (s *globalSpace) claimBlock(ctx context.Context, p *gPool, afterCursor bool
 		return true, nil
 	}
 	nonce := newNonce()
+	collected := false
 	for range maxCAS {
 		var got *gBlock
 		var none bool
@@ -286,6 +287,24 @@ func (s *globalSpace) claimBlock(ctx context.Context, p *gPool, afterCursor bool
 			return false, err
 		case err != nil:
 			return false, s.storeErr("claim a block of pool "+p.id, err)
+		case none && !collected:
+			// Blocks of hosts gone that hold no address are free: take
+			// them back, then look again.
+			collected = true
+			var freed []GCBlock
+			err := s.do(ctx, func(ctx context.Context) (err error) {
+				freed, err = s.collect(ctx, p.seg, true)
+				return err
+			})
+			if err != nil {
+				return false, s.storeErr("free the blocks of hosts gone in pool "+p.id, err)
+			}
+			for _, g := range freed {
+				if g.Freed {
+					s.log.Info("global address space: freed the empty block of a host gone", "pool", p.id, "block", g.Block, "host", g.Host)
+				}
+			}
+			continue
 		case none:
 			return false, nil
 		}

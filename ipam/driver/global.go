@@ -11,6 +11,7 @@ package driver
 //	gaddr.go    addresses: the transactions that hand them out and free them
 //	gshared.go  addresses shared by hosts, refcounted: gateway, aux addresses
 //	gonce.go    request records: exactly-once retries
+//	ghosts.go   host leases, and freeing the empty blocks of hosts gone
 //	blocks.go   the pure block allocator (no store): owned blocks, picks
 //
 // Every read and transaction goes through store.KV (store/etcd over etcd),
@@ -125,8 +126,12 @@ type GlobalConfig struct {
 	BlockBits int
 	// Retry bounds each etcd operation (zero: store/etcd's defaults, 5s
 	// per attempt and 30s in all).
-	Retry  etcd.Retry
-	Logger *slog.Logger
+	Retry etcd.Retry
+	// HostTTL is the lease of the host's key hosts/<HostID>; 0:
+	// DefaultHostTTL. Blocks of a host whose key expired and that hold no
+	// address are freed (ghosts.go).
+	HostTTL time.Duration
+	Logger  *slog.Logger
 }
 
 // NewGlobalSpace returns the global address space over etcd. It checks that
@@ -163,6 +168,9 @@ func NewGlobalSpace(ctx context.Context, cfg GlobalConfig) (Space, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.HostTTL <= 0 {
+		cfg.HostTTL = DefaultHostTTL
+	}
 	s := &globalSpace{cfg: cfg, cli: cfg.Client, kv: etcd.NewKV(cfg.Client), prefix: cfg.Prefix, host: cfg.HostID,
 		log: cfg.Logger, pools: map[string]*gPool{}}
 	err := s.do(ctx, func(ctx context.Context) error {
@@ -172,6 +180,13 @@ func NewGlobalSpace(ctx context.Context, cfg GlobalConfig) (Space, error) {
 	if err != nil {
 		return nil, s.storeErr("connect", err)
 	}
+	lease, err := s.registerHost(ctx)
+	if err != nil {
+		return nil, s.storeErr("connect", err)
+	}
+	hctx, cancel := context.WithCancel(context.Background())
+	s.stopHost, s.hostDone = cancel, make(chan struct{})
+	go s.keepHost(hctx, lease)
 	return s, nil
 }
 
@@ -186,6 +201,9 @@ type globalSpace struct {
 	mu     sync.Mutex
 	pools  map[string]*gPool // by pool ID: this host's view of pools in use
 	leases reqLeases         // for request records (gonce.go)
+
+	stopHost func()        // stops keeping the host's lease (ghosts.go)
+	hostDone chan struct{} // closed when it stopped
 }
 
 // gPool is this host's view of one pool: its record and, in blockAlloc
@@ -221,6 +239,8 @@ var errCASConflict = errors.New("concurrent change")
 const maxCAS = 200
 
 func (s *globalSpace) Close() error {
+	s.stopHost()
+	<-s.hostDone
 	if s.cfg.KeepClient {
 		return nil
 	}
