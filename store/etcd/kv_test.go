@@ -1,6 +1,7 @@
 package etcd_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -79,5 +80,43 @@ func TestKVLeaseExpiry(t *testing.T) {
 	}
 	if got := store.PrefixEnd("a/"); got != "a0" {
 		t.Fatalf("PrefixEnd(a/) = %q", got)
+	}
+}
+
+func TestKVThreeMemberClusterSurvivesLeaderRestart(t *testing.T) {
+	members := etcdtest.StartCluster(t, 3, etcdtest.WithoutFsync())
+	ctx := t.Context()
+	cli, err := etcd.Dial(ctx, etcdtest.ClusterEndpoints(members))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	kv := etcd.NewKV(cli)
+	put := func(key string) {
+		t.Helper()
+		err := etcd.Retry{MinBackoff: 10 * time.Millisecond}.Do(ctx, func(ctx context.Context) error {
+			_, _, err := kv.Txn(ctx, []store.Cond{store.IfAbsent(key)}, store.Put(key, []byte("v"), 0))
+			return err
+		})
+		if err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	put("before")
+	var leader *etcdtest.Server
+	for leader == nil {
+		for _, m := range members {
+			if m.IsLeader() {
+				leader = m
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // an election may be under way
+	}
+	leader.Stop()
+	put("leader-down") // two of three: still a majority
+	leader.Restart()
+	put("after")
+	if n, err := kv.Count(ctx, "\x00", store.PrefixEnd("")); err != nil || n != 3 {
+		t.Fatalf("count %d %v", n, err)
 	}
 }
