@@ -21,8 +21,10 @@ import (
 	"github.com/dockplug/dockplug/store"
 )
 
-// minRequestTTL is the least time a request record lives.
-const minRequestTTL = 5 * time.Minute
+// minRequestTTL bounds the lease of request records from below; a record
+// lives at least 3/4 of the lease, far longer than the retries of its
+// request (Retry.Total, 30s by default).
+const minRequestTTL = time.Minute
 
 // reqRecord is a request's record at reqs/<nonce>.
 type reqRecord struct {
@@ -42,7 +44,8 @@ type reqLeases struct {
 
 func (s *globalSpace) reqKey(nonce string) string { return s.prefix + "reqs/" + nonce }
 
-// requestTTL outlives every retry of a request: 4 times the retry bound.
+// requestTTL is the lease of request records: 4 times the retry bound, so
+// that a record outlives every retry of its request by far.
 func (s *globalSpace) requestTTL() time.Duration {
 	total := s.cfg.Retry.Total
 	if total <= 0 {
