@@ -22,12 +22,15 @@ func TestGlobalAuxSharedAcrossHosts(t *testing.T) {
 			t.Fatalf("%s: aux %s", h.host, got)
 		}
 	}
+	// The same host twice: another caller (one host holds a pool once).
+	_, err := a.RequestAddress(ctx, AddrRequest{PoolID: p.ID, Address: aux})
+	wantStatus(t, err, 409, "already held on host host-a")
 	r := stored(t, a, "10.66.0.0/24")[aux]
 	if !r.Aux || r.Hosts["host-a"] != 1 || r.Hosts["host-b"] != 1 {
 		t.Fatalf("aux record %+v", r)
 	}
 	// An endpoint cannot take it, nor can dynamic allocation hand it out.
-	_, err := b.RequestAddress(ctx, AddrRequest{PoolID: p.ID, Address: aux, Endpoint: "c1"})
+	_, err = b.RequestAddress(ctx, AddrRequest{PoolID: p.ID, Address: aux, Endpoint: "c1"})
 	wantStatus(t, err, 409, "aux address")
 	for range 20 {
 		if x := mustAddr(t, a, AddrRequest{PoolID: p.ID, Endpoint: "dyn"}); x == aux {

@@ -20,8 +20,9 @@ import (
 )
 
 // requestAux takes the aux address req.Address for this host: created if
-// nobody holds it, else one more holder if it is an aux address already.
-// It refuses an address an endpoint or the gateway holds.
+// nobody holds it, else one more holder if it is an aux address of other
+// hosts. It refuses an address an endpoint or the gateway holds, and one
+// this host holds already.
 func (s *globalSpace) requestAux(ctx context.Context, p *gPool, req AddrRequest) (netip.Addr, error) {
 	a := req.Address
 	if err := checkAddr(p, a); err != nil {
@@ -46,6 +47,12 @@ func (s *globalSpace) requestAux(ctx context.Context, p *gPool, req AddrRequest)
 				}
 				if !ar.Aux {
 					return fmt.Errorf("%w: %s", alloc.ErrInUse, holder(a, &ar))
+				}
+				// A host holds a pool once, so it asks for an aux address
+				// once: a second request is another caller (a container's
+				// --ip from a daemon that names no endpoint).
+				if ar.Hosts[s.host] > 0 {
+					return fmt.Errorf("%w: %s, already held on host %s", alloc.ErrInUse, holder(a, &ar), s.host)
 				}
 				ar.Hosts = liveCounts(ar.Hosts)
 				ar.Hosts[s.host]++
