@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,7 +148,7 @@ func (s *globalSpace) requestSpecific(ctx context.Context, p *gPool, req AddrReq
 	if err != nil {
 		counted := p.markUsed(a, true)
 		p.mu.Lock()
-		p.doubt[a] = gDoubt{key: p.addrKey(s, a), val: val, counted: counted}
+		p.doubt[a] = gDoubt{key: p.addrKey(s, a), val: val, counted: counted, rq: rq}
 		p.mu.Unlock()
 		return netip.Addr{}, s.storeErr("request address "+a.String(), err)
 	}
@@ -192,7 +193,7 @@ func (s *globalSpace) requestDynamic(ctx context.Context, p *gPool, req AddrRequ
 		res, _, err := s.commitAddr(ctx, p, b, a, val, rq)
 		if err != nil {
 			p.mu.Lock()
-			p.doubt[a] = gDoubt{key: p.addrKey(s, a), val: val, counted: true} // stays marked used
+			p.doubt[a] = gDoubt{key: p.addrKey(s, a), val: val, counted: true, rq: rq} // stays marked used
 			p.mu.Unlock()
 			return netip.Addr{}, s.storeErr("request address", err)
 		}
@@ -379,7 +380,7 @@ func (s *globalSpace) borrow(ctx context.Context, p *gPool, req AddrRequest) (ne
 		res, _, err := s.commitAddr(ctx, p, nil, a, val, rq)
 		if err != nil {
 			p.mu.Lock()
-			p.doubt[a] = gDoubt{key: p.addrKey(s, a), val: val, counted: b != nil}
+			p.doubt[a] = gDoubt{key: p.addrKey(s, a), val: val, counted: b != nil, rq: rq}
 			p.mu.Unlock()
 			return netip.Addr{}, s.storeErr("request address", err)
 		}
@@ -405,12 +406,15 @@ func (s *globalSpace) borrow(ctx context.Context, p *gPool, req AddrRequest) (ne
 	}
 }
 
-// resolveDoubts settles address writes whose outcome was unknown: the key
-// is deleted if it still holds what this host wrote (the caller was told
-// the allocation failed), and the address freed here if the key is gone.
+// resolveDoubts settles the changes whose outcome was unknown to their
+// caller (they failed), which must therefore come to nothing. Each request
+// is aborted (it can then never be applied late); if it was applied, it is
+// undone: an address record is deleted if it still holds what this host
+// wrote, a gateway or aux hold released. The address is freed here if its
+// key is gone.
 func (s *globalSpace) resolveDoubts(ctx context.Context, p *gPool) {
 	p.mu.Lock()
-	if len(p.doubt) == 0 || time.Since(p.doubtTry) < time.Second {
+	if (len(p.doubt) == 0 && len(p.shared) == 0) || time.Since(p.doubtTry) < time.Second {
 		p.mu.Unlock()
 		return
 	}
@@ -419,11 +423,28 @@ func (s *globalSpace) resolveDoubts(ctx context.Context, p *gPool) {
 	for a, d := range p.doubt {
 		doubts[a] = d
 	}
+	shared := slices.Clone(p.shared)
 	p.mu.Unlock()
 	retry := etcd.Retry{Attempt: 2 * time.Second, Total: 3 * time.Second}
+	for _, rq := range shared {
+		if err := s.settleShared(ctx, p, rq, retry); err != nil {
+			s.log.Warn("global address space: settle a gateway or aux request of unknown outcome", "pool", p.id, "err", err)
+			return // etcd still away: later
+		}
+		p.mu.Lock()
+		p.shared = slices.DeleteFunc(p.shared, func(x *request) bool { return x == rq })
+		p.mu.Unlock()
+	}
 	for a, d := range doubts {
 		free := false
 		err := retry.Do(ctx, func(ctx context.Context) error {
+			if applied, err := s.abort(ctx, d.rq, nil); err != nil {
+				return err
+			} else if !applied { // never will be: the key is not this write's
+				_, found, err := s.kv.Get(ctx, d.key)
+				free = !found
+				return err
+			}
 			ok, _, err := s.kv.Txn(ctx, []store.Cond{store.IfValue(d.key, d.val)}, store.Delete(d.key))
 			if err != nil {
 				return err
@@ -464,6 +485,12 @@ func (s *globalSpace) ReleaseAddress(ctx context.Context, poolID string, a netip
 		return nil // never allocated here
 	}
 	s.resolveDoubts(ctx, p)
+	return s.releaseAddr(ctx, p, a)
+}
+
+// releaseAddr frees a, or this host's hold of a gateway or aux address.
+func (s *globalSpace) releaseAddr(ctx context.Context, p *gPool, a netip.Addr) error {
+	poolID := p.id
 	key := p.addrKey(s, a)
 	rq := newRequest()
 	type released struct{ Gone, Mine bool }

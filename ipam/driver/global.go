@@ -46,9 +46,11 @@ package driver
 // (gonce.go), so a retry that finds the record knows the first attempt
 // succeeded, whatever other hosts changed in between, and a retry that
 // does not find it cannot be applied in addition to a late first attempt.
-// If the call gives up, it fails, the address stays marked used in memory
-// and the key is deleted later if, and only if, it still holds what this
-// call wrote.
+// If the call gives up, it fails, the address stays marked used in memory,
+// and the change is settled later (resolveDoubts): the request is aborted,
+// its record created marked so, which no late attempt can get past, and if
+// it had been applied it is undone (the key deleted if it still holds what
+// this call wrote, a gateway or aux hold released).
 //
 // # Why there is no hot key
 //
@@ -222,7 +224,8 @@ type gPool struct {
 	mu sync.Mutex
 	blockAlloc
 	doubt    map[netip.Addr]gDoubt
-	doubtTry time.Time // last attempt to settle doubts
+	shared   []*request // gateway and aux requests of unknown outcome (gshared.go)
+	doubtTry time.Time  // last attempt to settle doubts
 }
 
 // gDoubt is an address write whose outcome is unknown.
@@ -230,6 +233,7 @@ type gDoubt struct {
 	key     string
 	val     []byte
 	counted bool // in its block's own count
+	rq      *request
 }
 
 var errCASConflict = errors.New("concurrent change")

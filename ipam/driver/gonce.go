@@ -101,12 +101,38 @@ func (s *globalSpace) applied(ctx context.Context, r *request, result any) (bool
 	if err := json.Unmarshal(kv.Value, &rec); err != nil {
 		return false, fmt.Errorf("request record %s: %w", nonce, err)
 	}
+	if rec.Op == opAborted {
+		return false, nil // settled as never applied (abort)
+	}
 	if result != nil && len(rec.Result) > 0 {
 		if err := json.Unmarshal(rec.Result, result); err != nil {
 			return false, fmt.Errorf("request record %s: %w", nonce, err)
 		}
 	}
 	return true, nil
+}
+
+// opAborted marks the record of a request settled as never applied.
+const opAborted = "aborted"
+
+// abort settles request r, whose outcome was unknown to its caller (it
+// failed): it creates r's record, marked aborted, if there is none, so r
+// can never be applied later (a late attempt finds the record). It reports
+// whether r was applied before, with its result decoded into result.
+func (s *globalSpace) abort(ctx context.Context, r *request, result any) (bool, error) {
+	c, o, err := s.once(ctx, r.nonce, opAborted, nil)
+	if err != nil {
+		return false, err
+	}
+	ok, _, err := s.kv.Txn(ctx, []store.Cond{c}, o)
+	if errors.Is(err, store.ErrLeaseNotFound) {
+		s.dropReqLease()
+	}
+	if err != nil || ok {
+		return false, err
+	}
+	r.sent = true
+	return s.applied(ctx, r, result)
 }
 
 // once is what makes a transaction the one application of request nonce:

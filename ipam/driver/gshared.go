@@ -17,7 +17,38 @@ import (
 	"github.com/dockplug/dockplug/ipam/alloc"
 	"github.com/dockplug/dockplug/plugin"
 	"github.com/dockplug/dockplug/store"
+	"github.com/dockplug/dockplug/store/etcd"
 )
+
+// doubtShared remembers a gateway or aux request that failed after a
+// transaction was sent: it may have been applied, and is settled later.
+func (s *globalSpace) doubtShared(p *gPool, rq *request) {
+	if !rq.sent {
+		return
+	}
+	p.mu.Lock()
+	p.shared = append(p.shared, rq)
+	p.mu.Unlock()
+}
+
+// settleShared aborts a gateway or aux request of unknown outcome and, if
+// it was applied, releases the hold it took.
+func (s *globalSpace) settleShared(ctx context.Context, p *gPool, rq *request, retry etcd.Retry) error {
+	var a netip.Addr
+	var applied bool
+	err := retry.Do(ctx, func(ctx context.Context) (err error) {
+		applied, err = s.abort(ctx, rq, &a)
+		return err
+	})
+	if err != nil || !applied {
+		return err
+	}
+	if err := s.releaseAddr(ctx, p, a); err != nil {
+		return fmt.Errorf("undo the hold of %s: %w", a, err)
+	}
+	s.log.Info("global address space: undid a gateway or aux hold whose caller was told it failed", "pool", p.id, "address", a)
+	return nil
+}
 
 // requestAux takes the aux address req.Address for this host: created if
 // nobody holds it, else one more holder if it is an aux address of other
@@ -85,6 +116,7 @@ func (s *globalSpace) requestAux(ctx context.Context, p *gPool, req AddrRequest)
 			p.markUsed(a, false)
 			return netip.Addr{}, asPluginError(fmt.Errorf("global address space: pool %s: %w", p.id, err))
 		case err != nil:
+			s.doubtShared(p, rq)
 			return netip.Addr{}, s.storeErr("request aux address "+a.String(), err)
 		}
 		p.markUsed(a, false)
@@ -221,6 +253,7 @@ func (s *globalSpace) requestGateway(ctx context.Context, p *gPool, req AddrRequ
 			if errors.Is(err, alloc.ErrInUse) || errors.Is(err, alloc.ErrPoolExhausted) {
 				return netip.Addr{}, asPluginError(fmt.Errorf("global address space: pool %s: %w", p.id, err))
 			}
+			s.doubtShared(p, rq)
 			return netip.Addr{}, s.storeErr("request gateway", err)
 		}
 		// An explicit gateway: the default one is free for endpoints (if a
