@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -184,14 +185,28 @@ type held struct {
 	endpoint string
 }
 
+// cluster is the 3-member etcd cluster; plugins reach each member through
+// a proxy, which can cut their connections.
 type cluster struct {
 	members   []*etcdtest.Server
-	endpoints string
+	proxies   []*proxy
+	endpoints string // the proxies'
 }
 
 func startCluster(t *testing.T) *cluster {
-	members := etcdtest.StartCluster(t, 3)
-	return &cluster{members: members, endpoints: strings.Join(etcdtest.ClusterEndpoints(members), ",")}
+	c := &cluster{members: etcdtest.StartCluster(t, 3)}
+	var eps []string
+	for _, m := range c.members {
+		u, err := url.Parse(m.Endpoints()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := startProxy(t, u.Host)
+		c.proxies = append(c.proxies, p)
+		eps = append(eps, p.addr())
+	}
+	c.endpoints = strings.Join(eps, ",")
+	return c
 }
 
 func (c *cluster) leader() *etcdtest.Server {
@@ -328,15 +343,25 @@ func TestGlobalIPAMLinearizable(t *testing.T) {
 	}
 
 	// Faults, one at a time, from this goroutine: restart an etcd member
-	// (every third fault the leader), or kill -9 a plugin and start it again.
+	// (every other time the leader), kill -9 a plugin and start it again, or
+	// cut every connection between plugins and etcd (replies lost).
 	faults := map[string]int{}
+	cut := 0
 	for i := 0; time.Until(deadline) > 2*time.Second; i++ {
 		time.Sleep(time.Duration(float64(*flagFaultGap) * (0.5 + rng.Float64())))
-		switch i % 3 {
+		switch i % 4 {
+		case 3:
+			for _, p := range cl.proxies {
+				cut += p.cut()
+			}
+			faults["connections cut"]++
+			continue
+		}
+		switch i % 4 {
 		case 0, 1:
 			m := cl.members[rng.IntN(len(cl.members))]
 			kind := "etcd member restart"
-			if i%3 == 1 {
+			if i%4 == 1 {
 				if l := cl.leader(); l != nil {
 					m, kind = l, "etcd leader restart"
 				}
@@ -426,7 +451,7 @@ func TestGlobalIPAMLinearizable(t *testing.T) {
 		errs = append(errs, fmt.Sprintf("%d× %s", n, m))
 	}
 	sort.Strings(errs)
-	t.Logf("errors of ambiguous calls: %s", strings.Join(errs, "; "))
+	t.Logf("errors of ambiguous calls: %s; %d plugin-etcd connections cut", strings.Join(errs, "; "), cut)
 	t.Logf("linearizability: %d operations checked (%d definite, %d possibly applied), %d ambiguous RequestAddress left out; "+
 		"%d faults %v in %s; porcupine %s, %d violations; final etcd state: %d addresses held, %d stored, %d lost, %d duplicates",
 		len(h.ops), definite, len(h.ops)-definite, h.ambiguous[opRequest], nfaults, faults, elapsed.Round(time.Second),
