@@ -438,11 +438,10 @@ func (s *globalSpace) resolveDoubts(ctx context.Context, p *gPool) {
 	for a, d := range doubts {
 		free := false
 		err := retry.Do(ctx, func(ctx context.Context) error {
-			if applied, err := s.abort(ctx, d.rq, nil); err != nil {
-				return err
-			} else if !applied { // never will be: the key is not this write's
-				_, found, err := s.kv.Get(ctx, d.key)
-				free = !found
+			// Abort first, so that the write cannot land after the delete;
+			// then the key goes if it holds this write (its value names the
+			// request), whether the record says applied or has expired.
+			if _, err := s.abort(ctx, d.rq, nil); err != nil {
 				return err
 			}
 			ok, _, err := s.kv.Txn(ctx, []store.Cond{store.IfValue(d.key, d.val)}, store.Delete(d.key))

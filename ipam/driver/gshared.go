@@ -32,7 +32,8 @@ func (s *globalSpace) doubtShared(p *gPool, rq *request) {
 }
 
 // settleShared aborts a gateway or aux request of unknown outcome and, if
-// it was applied, releases the hold it took.
+// it was applied, releases the hold it took. (Settled after its record
+// expired, a hold it took is not found, and stays.)
 func (s *globalSpace) settleShared(ctx context.Context, p *gPool, rq *request, retry etcd.Retry) error {
 	var a netip.Addr
 	var applied bool
