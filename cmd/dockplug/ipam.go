@@ -97,12 +97,67 @@ on which host holds each address.`,
 				if a.Gateway {
 					ep = "(gateway)"
 				}
+				if a.Aux {
+					ep = "(aux)"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Address, orDash(ep, ep != ""), a.Host, a.At.Format(time.RFC3339))
 			}
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(ls, show)
+	var apply bool
+	gc := &cobra.Command{
+		Use:   "gc",
+		Short: "Free the blocks of the global space that are provably unused (dry run unless --apply)",
+		Long: `List the address blocks of the global space claimed by hosts whose lease
+expired (hosts gone: their plugin stopped or lost etcd for longer than its
+--ipam-host-ttl) and, with --apply, free those in which no address is
+allocated. Blocks in which addresses are allocated are kept and listed:
+only their holders can release those addresses.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			ac, done, err := connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := ac.GC(ctx, apply)
+			if err != nil {
+				return fmt.Errorf("ask %s: %w", name, err)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			w := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "POOL\tBLOCK\tHOST\tADDRESSES\tACTION\tREASON")
+			free := 0
+			for _, b := range res.Blocks {
+				action := "keep"
+				switch {
+				case b.Freed:
+					action, free = "freed", free+1
+				case b.Addresses == 0 && !apply:
+					action, free = "would free", free+1
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", b.Pool, b.Block, b.Host, b.Addresses, action, b.Reason)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			switch {
+			case apply:
+				fmt.Fprintf(w, "%d blocks freed\n", free)
+			default:
+				fmt.Fprintf(w, "%d blocks would be freed; run with --apply to free them\n", free)
+			}
+			return nil
+		},
+	}
+	gc.Flags().BoolVar(&apply, "apply", false, "free the unused blocks (default: only list them)")
+	cmd.AddCommand(ls, show, gc)
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -22,6 +23,7 @@ func init() {
 		pools                     []string
 		etcdEndpoints             []string
 		etcdCert, etcdKey, etcdCA string
+		hostTTL                   time.Duration
 	)
 	register(&pluginDef{
 		Name:  "dockplug-ipam",
@@ -34,6 +36,7 @@ func init() {
 			fs.StringVar(&etcdCert, "etcd-cert", "", "client certificate for etcd (mutual TLS)")
 			fs.StringVar(&etcdKey, "etcd-key", "", "client key for etcd")
 			fs.StringVar(&etcdCA, "etcd-ca", "", "CA that signed etcd's server certificate (default: system roots)")
+			fs.DurationVar(&hostTTL, "ipam-host-ttl", driver.DefaultHostTTL, "lease of this host's key in etcd: the empty blocks of a host whose lease expired may be freed ('dockplug ipam gc')")
 		},
 		Open: func(ctx context.Context, env *serveEnv) (*opened, error) {
 			specs, err := parsePoolSpecs(pools)
@@ -56,7 +59,7 @@ func init() {
 				if err != nil {
 					return nil, fmt.Errorf("global address space: %w", err)
 				}
-				if global, err = driver.NewGlobalSpace(ctx, driver.GlobalConfig{Client: cli, HostID: id, Logger: env.Logger}); err != nil {
+				if global, err = driver.NewGlobalSpace(ctx, driver.GlobalConfig{Client: cli, HostID: id, HostTTL: hostTTL, Logger: env.Logger}); err != nil {
 					cli.Close()
 					return nil, err
 				}

@@ -91,9 +91,7 @@ func New(pool, subPool netip.Prefix) (*Allocator, error) {
 	a := &Allocator{pool: pool, is4: pool.Addr().Is4()}
 	ps := prefixSpan(pool)
 	a.first, a.last = ps.lo, ps.hi
-	hostBits := pool.Addr().BitLen() - pool.Bits()
-	a.netRes = !a.is4 || hostBits >= 2
-	a.bcastRes = a.is4 && hostBits >= 2
+	a.netRes, a.bcastRes = reservedEnds(pool)
 
 	sub := ps
 	if subPool.IsValid() {

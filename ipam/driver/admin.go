@@ -17,7 +17,21 @@ const AdminKind = "dockplug.ipam-admin"
 const (
 	MethodPools = "DockplugIpam.Pools"
 	MethodPool  = "DockplugIpam.Pool"
+	MethodGC    = "DockplugIpam.GC"
 )
+
+// GCRequest asks MethodGC to free what is provably unused (Apply) or only
+// to say what it would free.
+type GCRequest struct {
+	Apply bool `json:"apply"`
+}
+
+// GCResponse answers MethodGC: the blocks of hosts without a lease, freed
+// or kept, with the reason.
+type GCResponse struct {
+	Applied bool      `json:"applied"`
+	Blocks  []GCBlock `json:"blocks"`
+}
 
 // PoolsResponse answers MethodPools.
 type PoolsResponse struct {
@@ -55,6 +69,16 @@ func (a admin) Methods() map[string]plugin.Method {
 			}
 			return &PoolsResponse{HostID: a.d.HostID(), Pools: pools}, nil
 		}),
+		MethodGC: plugin.Handle(func(ctx context.Context, q *GCRequest) (*GCResponse, error) {
+			blocks, err := a.d.Collect(ctx, q.Apply)
+			if err != nil {
+				return nil, err
+			}
+			if blocks == nil {
+				blocks = []GCBlock{}
+			}
+			return &GCResponse{Applied: q.Apply, Blocks: blocks}, nil
+		}),
 		MethodPool: plugin.Handle(func(ctx context.Context, q *PoolQuery) (*PoolResponse, error) {
 			if q.Pool == "" {
 				return nil, plugin.BadRequest("no pool given")
@@ -88,4 +112,11 @@ func (a *AdminClient) Pools(ctx context.Context) (*PoolsResponse, error) {
 func (a *AdminClient) Pool(ctx context.Context, ref string) (*PoolResponse, error) {
 	var out PoolResponse
 	return &out, a.c.Call(ctx, MethodPool, PoolQuery{Pool: ref}, &out)
+}
+
+// GC asks the plugin to free what is provably unused (apply) or to say
+// what it would free.
+func (a *AdminClient) GC(ctx context.Context, apply bool) (*GCResponse, error) {
+	var out GCResponse
+	return &out, a.c.Call(ctx, MethodGC, GCRequest{Apply: apply}, &out)
 }

@@ -243,6 +243,17 @@ func (d *Driver) Pools(ctx context.Context) ([]PoolInfo, error) {
 	return append(out, g...), err
 }
 
+// Collect frees what is provably unused in the global space (see
+// Collector); the local space frees everything at once and has nothing to
+// collect.
+func (d *Driver) Collect(ctx context.Context, apply bool) ([]GCBlock, error) {
+	c, ok := d.global.(Collector)
+	if !ok {
+		return nil, plugin.Errorf(501, "nothing to collect: the global address space needs a shared store (start the plugin with --etcd-endpoints); the local space frees everything at once")
+	}
+	return c.Collect(ctx, apply)
+}
+
 // Pool returns one pool, found by ID or by its CIDR, and its addresses.
 func (d *Driver) Pool(ctx context.Context, ref string) (*PoolInfo, []AddrInfo, error) {
 	pools, err := d.Pools(ctx)

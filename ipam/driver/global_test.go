@@ -135,6 +135,27 @@ func countKeys(t *testing.T, s *globalSpace, prefix string) int64 {
 	return resp.Count
 }
 
+// countState counts the keys of pools, blocks and addresses, and checks
+// that every other key (request records, hosts) expires with its lease.
+func countState(t *testing.T, s *globalSpace) int64 {
+	t.Helper()
+	kvs, _, err := s.listPrefix(t.Context(), s.prefix, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, kv := range kvs {
+		if strings.HasPrefix(kv.Key, s.prefix+"reqs/") || strings.HasPrefix(kv.Key, s.prefix+"hosts/") {
+			if kv.Lease == 0 {
+				t.Errorf("%s without a lease", kv.Key)
+			}
+			continue
+		}
+		n++
+	}
+	return n
+}
+
 func TestGlobalPoolLifecycle(t *testing.T) {
 	srv := etcdtest.Start(t)
 	a := newGlobal(t, srv, "host-a")
@@ -223,7 +244,7 @@ func TestGlobalPoolLifecycle(t *testing.T) {
 	if pools, err := a.Pools(ctx); err != nil || len(pools) != 0 {
 		t.Fatalf("pools after release %+v %v", pools, err)
 	}
-	if n := countKeys(t, a, "/test/ipam/"); n != 0 {
+	if n := countState(t, a); n != 0 {
 		t.Fatalf("%d keys left after the pool was released", n)
 	}
 
@@ -350,7 +371,7 @@ func TestGlobalTwoHostsJoinSamePool(t *testing.T) {
 	if err := b.ReleasePool(ctx, pb.ID); err != nil {
 		t.Fatal(err)
 	}
-	if n := countKeys(t, a, "/test/ipam/"); n != 0 {
+	if n := countState(t, a); n != 0 {
 		t.Fatalf("%d keys left after the last host released the pool", n)
 	}
 }
@@ -748,7 +769,7 @@ func TestGlobalConcurrentHosts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := countKeys(t, hosts[0], "/test/ipam/"); n != 0 {
+	if n := countState(t, hosts[0]); n != 0 {
 		t.Fatalf("%d keys left", n)
 	}
 }
@@ -971,7 +992,7 @@ func TestGlobalBlockBits(t *testing.T) {
 	}
 	for _, c := range []struct{ p, last string }{{"10.0.0.0/8", "10.255.255.255"}, {"10.0.0.4/32", "10.0.0.4"},
 		{"fd00::/64", "fd00::ffff:ffff:ffff:ffff"}, {"fd00::/120", "fd00::ff"}, {"::/0", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}, {"0.0.0.0/0", "255.255.255.255"}} {
-		if got := lastAddr(netip.MustParsePrefix(c.p)); got.String() != c.last {
+		if got := alloc.LastAddr(netip.MustParsePrefix(c.p)); got.String() != c.last {
 			t.Errorf("lastAddr(%s) = %s", c.p, got)
 		}
 	}
@@ -990,21 +1011,40 @@ type lossy struct {
 	next int  // lose this many next Txn responses
 	all  bool // lose every Txn response
 	lost int
+	// hook, if set, runs once when a response is lost, after etcd applied
+	// the transaction and before the caller sees the error.
+	hook func()
 }
 
 func (l *lossy) interceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if method == "/etcdserverpb.KV/Range" {
+		l.mu.Lock()
+		all := l.all
+		l.mu.Unlock()
+		if all { // reads fail too: etcd is away for this host
+			return grpcstatus.Error(codes.Unavailable, "injected: no answer")
+		}
+	}
 	err := invoker(ctx, method, req, reply, cc, opts...)
 	if method != "/etcdserverpb.KV/Txn" || err != nil {
 		return err
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.all || l.next > 0 {
+	lose := l.all || l.next > 0
+	var hook func()
+	if lose {
 		l.next = max(l.next-1, 0)
 		l.lost++
-		return grpcstatus.Error(codes.Unavailable, "injected: response lost")
+		hook, l.hook = l.hook, nil
 	}
-	return nil
+	l.mu.Unlock()
+	if !lose {
+		return nil
+	}
+	if hook != nil {
+		hook()
+	}
+	return grpcstatus.Error(codes.Unavailable, "injected: response lost")
 }
 
 func (l *lossy) set(next int, all bool) {

@@ -76,6 +76,7 @@ type AddrInfo struct {
 	Address  netip.Addr `json:"address"`
 	Endpoint string     `json:"endpoint,omitempty"`
 	Gateway  bool       `json:"gateway,omitempty"`
+	Aux      bool       `json:"aux,omitempty"` // global: an aux address, held by Host (comma-separated hosts)
 	Host     string     `json:"host"`
 	MAC      string     `json:"mac,omitempty"`
 	At       time.Time  `json:"at"`

@@ -1,8 +1,8 @@
-// Package etcdtest runs a real, single-member etcd server in-process (the
-// server of go.etcd.io/etcd/server/v3/embed) for tests: loopback only,
-// free ports, a temporary data dir, logs discarded. It can be stopped and
-// restarted on the same data dir and ports, to test clients across an etcd
-// restart.
+// Package etcdtest runs a real etcd server in-process (the server of
+// go.etcd.io/etcd/server/v3/embed) for tests: loopback only, free ports, a
+// temporary data dir, logs discarded. Start runs a single member,
+// StartCluster a cluster of several. A member can be stopped and restarted
+// on the same data dir and ports, to test clients across an etcd restart.
 package etcdtest
 
 import (
@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ import (
 // Server is an embedded etcd member.
 type Server struct {
 	tb      testing.TB
+	name    string
+	cluster string // initial cluster: name=peer URL,...
 	dir     string
 	client  url.URL
 	peer    url.URL
@@ -67,6 +70,68 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	}
 	tb.Cleanup(s.Stop)
 	return s
+}
+
+// StartCluster starts a cluster of n members (n odd for a majority that
+// survives one member down) and stops it when the test ends.
+func StartCluster(tb testing.TB, n int, opts ...Option) []*Server {
+	tb.Helper()
+	members := make([]*Server, n)
+	var initial []string
+	for i := range members {
+		s := &Server{tb: tb, dir: tb.TempDir(), name: fmt.Sprintf("m%d", i)}
+		for _, o := range opts {
+			o(s)
+		}
+		s.client = url.URL{Scheme: "http", Host: freeAddr(tb)}
+		if s.tls != nil {
+			s.client.Scheme = "https"
+		}
+		s.peer = url.URL{Scheme: "http", Host: freeAddr(tb)}
+		initial = append(initial, s.name+"="+s.peer.String())
+		members[i] = s
+	}
+	// Each member is ready only once a majority runs: start them together.
+	errs := make(chan error, n)
+	for _, s := range members {
+		s.cluster = strings.Join(initial, ",")
+		go func() { errs <- s.start() }()
+	}
+	for range members {
+		if err := <-errs; err != nil {
+			for _, s := range members {
+				s.Stop()
+			}
+			tb.Fatalf("etcdtest: start cluster: %v", err)
+		}
+	}
+	for _, s := range members {
+		tb.Cleanup(s.Stop)
+	}
+	return members
+}
+
+// ClusterEndpoints are the client URLs of every member.
+func ClusterEndpoints(members []*Server) []string {
+	var out []string
+	for _, s := range members {
+		out = append(out, s.Endpoints()...)
+	}
+	return out
+}
+
+// IsLeader reports whether the member runs and is the cluster's leader.
+func (s *Server) IsLeader() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.e != nil && s.e.Server.Leader() == s.e.Server.MemberID()
+}
+
+// Running reports whether the member runs.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.e != nil
 }
 
 func freeAddr(tb testing.TB) string {
@@ -127,12 +192,18 @@ func (s *Server) Restart() {
 func (s *Server) start() error {
 	cfg := embed.NewConfig()
 	cfg.Name = "etcdtest"
+	if s.name != "" {
+		cfg.Name = s.name
+	}
 	cfg.Dir = s.dir
 	cfg.ListenClientUrls = []url.URL{s.client}
 	cfg.AdvertiseClientUrls = []url.URL{s.client}
 	cfg.ListenPeerUrls = []url.URL{s.peer}
 	cfg.AdvertisePeerUrls = []url.URL{s.peer}
 	cfg.InitialCluster = fmt.Sprintf("%s=%s", cfg.Name, s.peer.String())
+	if s.cluster != "" {
+		cfg.InitialCluster = s.cluster
+	}
 	cfg.InitialClusterToken = "etcdtest"
 	cfg.TickMs = 10
 	cfg.ElectionMs = 100
