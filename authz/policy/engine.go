@@ -70,9 +70,6 @@ func (e *Engine) Policy() *Policy { return e.cur.Load() }
 // Reload recompiles the file; on error the last good policy stays.
 func (e *Engine) Reload() error {
 	p, err := Load(e.path)
-	if e.OnReload != nil {
-		e.OnReload(err == nil)
-	}
 	if err != nil {
 		e.setErr(err)
 		if e.cur.Load() != nil {
@@ -80,12 +77,16 @@ func (e *Engine) Reload() error {
 		} else {
 			e.log.Error("no valid policy: denying every request", "err", err)
 		}
-		return err
+	} else {
+		e.cur.Store(p)
+		e.lastErr.Store(nil)
+		e.log.Info("policy loaded", "file", e.path, "rules", len(p.rules))
 	}
-	e.cur.Store(p)
-	e.lastErr.Store(nil)
-	e.log.Info("policy loaded", "file", e.path, "rules", len(p.rules))
-	return nil
+	// Told only once the new policy decides: whoever is told may rely on it.
+	if e.OnReload != nil {
+		e.OnReload(err == nil)
+	}
+	return err
 }
 
 // Decide judges a request with the current policy.
