@@ -10,6 +10,8 @@ command -v dockerd >/dev/null || need+=(docker.io)
 if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then need+=(busybox-static); fi
 command -v ip >/dev/null || need+=(iproute2)
 command -v mount >/dev/null || need+=(mount)
+# fusermount: go-fuse's fallback when a direct FUSE mount or unmount fails.
+command -v fusermount3 >/dev/null || command -v fusermount >/dev/null || need+=(fuse3)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "setup: installing ${need[*]}"
 	apt-get update -qq
@@ -29,5 +31,5 @@ if ! command -v versitygw >/dev/null; then
 	echo "setup: installing versitygw"
 	(cd / && GOFLAGS= go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)
 fi
-# FUSE: the kernel module (/dev/fuse) and fusermount for unmounting as non-root.
+# FUSE: the kernel module (/dev/fuse).
 if [ ! -e /dev/fuse ]; then modprobe fuse || true; fi
