@@ -1,24 +1,19 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
-	"go/build"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dockplug/dockplug/internal/dockertest"
+	"github.com/dockplug/dockplug/internal/testbin"
 )
 
 // One private dockerd and one dockplug binary for the whole package: each
@@ -52,31 +47,14 @@ func runMain(m *testing.M) int {
 		return m.Run()
 	}
 
-	root, err := repoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
 	bin, err := os.MkdirTemp("", "dockplug-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	defer os.RemoveAll(bin)
-	binary = filepath.Join(bin, "dockplug")
-	gocmd, err := goTool()
-	if err != nil {
+	if binary, err = testbin.Build(bin, raceEnabled); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	args := []string{"build", "-o", binary}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command(gocmd, append(args, "./cmd/dockplug")...)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: build dockplug: %v\n%s", err, out)
 		return 1
 	}
 
@@ -103,48 +81,6 @@ func runMain(m *testing.M) int {
 		}
 	}
 	return code
-}
-
-// repoRoot walks up from the working directory (the package dir under go
-// test) to the root module's go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePath(b) == "github.com/dockplug/dockplug" {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod of github.com/dockplug/dockplug above the working directory")
-		}
-		dir = parent
-	}
-}
-
-func modulePath(gomod []byte) string {
-	sc := bufio.NewScanner(bytes.NewReader(gomod))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "module" {
-			return strings.Trim(f[1], `"`)
-		}
-	}
-	return ""
-}
-
-// goTool finds the go command: PATH, else the GOROOT this test was built
-// with.
-func goTool() (string, error) {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p, nil
-	}
-	p := filepath.Join(build.Default.GOROOT, "bin", "go")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("go command not found in PATH nor in %s", build.Default.GOROOT)
-	}
-	return p, nil
 }
 
 func checkNoSockets() error {

@@ -1,7 +1,6 @@
 package linearizability
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,12 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dockplug/dockplug/internal/testbin"
 	"github.com/dockplug/dockplug/ipam"
 	"github.com/dockplug/dockplug/plugin"
 )
@@ -49,59 +48,12 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if binary, err = buildBinary(dir); err != nil {
+	if binary, err = testbin.Build(dir, raceEnabled); err != nil {
 		fmt.Fprintln(os.Stderr, "linearizability:", err)
 		buildErr = err
 		return 1
 	}
 	return m.Run()
-}
-
-// buildBinary builds ./cmd/dockplug into dir, with -race when the tests
-// run with it.
-func buildBinary(dir string) (string, error) {
-	root, err := repoRoot()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "dockplug")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, "./cmd/dockplug")...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build dockplug: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("find repository root: %w", err)
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePath(b) == "github.com/dockplug/dockplug" {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod of github.com/dockplug/dockplug above the working directory")
-		}
-		dir = parent
-	}
-}
-
-func modulePath(gomod []byte) string {
-	sc := bufio.NewScanner(bytes.NewReader(gomod))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "module" {
-			return strings.Trim(f[1], `"`)
-		}
-	}
-	return ""
 }
 
 func needBinary(t *testing.T) {
