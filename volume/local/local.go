@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -275,7 +276,7 @@ func (d *Driver) Create(ctx context.Context, req *volume.CreateRequest) error {
 	if old, err := d.load(req.Name); err != nil {
 		return err
 	} else if old != nil {
-		if sameOpts(old.Opts, req.Opts) {
+		if maps.Equal(old.Opts, req.Opts) {
 			return nil
 		}
 		return plugin.Conflict("volume %s already exists with other options (%v)", req.Name, old.Opts)
@@ -309,18 +310,6 @@ func (d *Driver) Create(ctx context.Context, req *volume.CreateRequest) error {
 	}
 	d.log.Debug("created volume", "volume", req.Name, "path", r.DataPath)
 	return nil
-}
-
-func sameOpts(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // Remove deletes the volume, refusing while it is mounted. Data is deleted

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -211,22 +212,10 @@ func (d *Driver) Create(ctx context.Context, req *volume.CreateRequest) error {
 // sameVolume accepts an existing volume of the same name when its options
 // are the ones asked for.
 func (d *Driver) sameVolume(old *Meta, prof *Profile, o *volOpts, req *volume.CreateRequest) error {
-	if old.Profile != prof.name || old.Prefix != o.Prefix || !sameOpts(old.Opts, req.Opts) {
+	if old.Profile != prof.name || old.Prefix != o.Prefix || !maps.Equal(old.Opts, req.Opts) {
 		return plugin.Conflict("volume %s already exists in bucket %s with other options (%v, profile %s)", req.Name, old.Bucket, old.Opts, old.Profile)
 	}
 	return d.cache(old)
-}
-
-func sameOpts(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // Remove deletes the volume, refusing while it is mounted on this host.
