@@ -10,8 +10,6 @@ command -v dockerd >/dev/null || need+=(docker.io)
 if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then need+=(busybox-static); fi
 command -v ip >/dev/null || need+=(iproute2)
 command -v mount >/dev/null || need+=(mount)
-# fusermount: go-fuse's fallback when a direct FUSE mount or unmount fails.
-command -v fusermount3 >/dev/null || command -v fusermount >/dev/null || need+=(fuse3)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "setup: installing ${need[*]}"
 	apt-get update -qq
@@ -25,11 +23,3 @@ fi
 
 # The second judge: Engine 29 in a private prefix (built once, ~10 minutes).
 bash "$(dirname "$0")/engine29.sh"
-
-# dockplug-s3's tests serve a real S3 API with versitygw (about a minute to build).
-if ! command -v versitygw >/dev/null; then
-	echo "setup: installing versitygw"
-	(cd / && GOFLAGS= go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)
-fi
-# FUSE: the kernel module (/dev/fuse).
-if [ ! -e /dev/fuse ]; then modprobe fuse || true; fi

@@ -45,7 +45,7 @@ dockplug-volume, and lints and tries dockplug-authz policies.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newServeCmd(), newLsCmd(), newIpamCmd(), newVolumeCmd(), newAuthzCmd(), newAuthzProxyCmd(), newNetCmd(), newS3MountCmd())
+	root.AddCommand(newVersionCmd(), newServeCmd(), newLsCmd(), newIpamCmd(), newVolumeCmd(), newAuthzCmd(), newAuthzProxyCmd(), newNetCmd())
 	return root
 }
 
