@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,20 +151,7 @@ func TestServeAuthzMetrics(t *testing.T) {
 	if res, err := c.AuthZReq(context.Background(), privileged); err != nil || res.Allow {
 		t.Fatalf("privileged: %+v %v", res, err)
 	}
-	var addr string
-	for range 200 {
-		if i := strings.Index(p.stderr.String(), "addr=http://127.0.0.1:"); i >= 0 {
-			addr = strings.Fields(p.stderr.String()[i+len("addr="):])[0]
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	resp, err := http.Get(addr)
-	if err != nil {
-		t.Fatalf("metrics %q: %v\n%s", addr, err, p.stderr)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrapeMetrics(t, p)
 	want := `dockplug_authz_decisions_total{action="container.create",decision="deny",phase="request",plugin="dockplug-authz"} 1`
 	if !strings.Contains(string(body), want) {
 		t.Fatalf("metrics lack %s:\n%s", want, body)

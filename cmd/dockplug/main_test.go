@@ -161,21 +161,7 @@ func TestServeUnixSocketAndStopOnSIGTERM(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o660 {
 		t.Fatalf("socket: %v %v", st, err)
 	}
-	// Metrics: find the address in the log and scrape it.
-	var addr string
-	for range 100 {
-		if i := strings.Index(p.stderr.String(), "addr=http://127.0.0.1:"); i >= 0 {
-			addr = strings.Fields(p.stderr.String()[i+len("addr="):])[0]
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	resp, err := http.Get(addr)
-	if err != nil {
-		t.Fatalf("metrics %q: %v\n%s", addr, err, p.stderr)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrapeMetrics(t, p)
 	if !strings.Contains(string(body), `dockplug_plugin_calls_total{method="Plugin.Activate",plugin="dockplug-volume"} 1`) {
 		t.Fatalf("metrics do not count the activation:\n%s", body)
 	}
@@ -461,4 +447,28 @@ func TestAdminSocketMustNotBeDiscoverable(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "would be found by the daemon") {
 		t.Fatalf("admin socket in the socket dir: %v\n%s", err, out)
 	}
+}
+
+// scrapeMetrics finds the --metrics-addr address in the plugin's log and
+// returns what /metrics answers.
+func scrapeMetrics(t *testing.T, p *proc) []byte {
+	t.Helper()
+	var addr string
+	for range 200 {
+		if i := strings.Index(p.stderr.String(), "addr=http://127.0.0.1:"); i >= 0 {
+			addr = strings.Fields(p.stderr.String()[i+len("addr="):])[0]
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get(addr)
+	if err != nil {
+		t.Fatalf("metrics %q: %v\n%s", addr, err, p.stderr)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics %q: %v", addr, err)
+	}
+	return body
 }

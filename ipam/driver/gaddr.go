@@ -318,9 +318,9 @@ func (s *globalSpace) claimBlock(ctx context.Context, p *gPool, afterCursor bool
 	return false, plugin.Errorf(503, "global address space: pool %s: too much contention for blocks, try again", p.id)
 }
 
-// borrow allocates outside this host's blocks, from a fresh read of every
-// address of the pool: the pool has no unclaimed block left.
-func (s *globalSpace) borrow(ctx context.Context, p *gPool, req AddrRequest) (netip.Addr, error) {
+// poolAllocator is an allocator holding every address of the pool, from
+// a fresh read of the store; op names the caller in errors.
+func (s *globalSpace) poolAllocator(ctx context.Context, p *gPool, op string) (*alloc.Allocator, error) {
 	var used []netip.Addr
 	err := s.do(ctx, func(ctx context.Context) error {
 		from, to := p.addrRange(s, p.rec.Pool)
@@ -332,11 +332,21 @@ func (s *globalSpace) borrow(ctx context.Context, p *gPool, req AddrRequest) (ne
 		return nil
 	})
 	if err != nil {
-		return netip.Addr{}, s.storeErr("request address", err)
+		return nil, s.storeErr(op, err)
 	}
-	a0, err := alloc.Restore(p.rec.Pool, p.rec.SubPool, used)
+	a, err := alloc.Restore(p.rec.Pool, p.rec.SubPool, used)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("global address space: pool %s: %w", p.id, err)
+		return nil, fmt.Errorf("global address space: pool %s: %w", p.id, err)
+	}
+	return a, nil
+}
+
+// borrow allocates outside this host's blocks, from a fresh read of every
+// address of the pool: the pool has no unclaimed block left.
+func (s *globalSpace) borrow(ctx context.Context, p *gPool, req AddrRequest) (netip.Addr, error) {
+	a0, err := s.poolAllocator(ctx, p, "request address")
+	if err != nil {
+		return netip.Addr{}, err
 	}
 	p.mu.Lock()
 	if p.gw.IsValid() {

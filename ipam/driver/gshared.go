@@ -273,22 +273,9 @@ func (e errGatewayTaken) Error() string { return "gateway " + e.a.String() + " t
 
 // firstFree is the lowest address of the allocation range without a key.
 func (s *globalSpace) firstFree(ctx context.Context, p *gPool) (netip.Addr, error) {
-	var used []netip.Addr
-	err := s.do(ctx, func(ctx context.Context) error {
-		from, to := p.addrRange(s, p.rec.Pool)
-		kvs, _, err := s.kv.List(ctx, from, to, 0)
-		if err != nil {
-			return err
-		}
-		used = s.rangeAddrs(p, kvs)
-		return nil
-	})
+	a, err := s.poolAllocator(ctx, p, "request gateway")
 	if err != nil {
-		return netip.Addr{}, s.storeErr("request gateway", err)
-	}
-	a, err := alloc.Restore(p.rec.Pool, p.rec.SubPool, used)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("global address space: pool %s: %w", p.id, err)
+		return netip.Addr{}, err
 	}
 	first, err := a.Allocate()
 	if err != nil {
